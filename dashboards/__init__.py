@@ -1,0 +1,1 @@
+"""Admin dashboards in Panel (the admin issue). Reads the Admin API only."""

@@ -1,0 +1,178 @@
+"""Settings: one frozen object built from the environment or from traitlets.
+
+Every setting has one :class:`SettingSpec` in :data:`SETTINGS` (name, type, default, help);
+its environment variable is ``DEEPSPACE_<NAME>``. The server extension exposes each one as a
+trait of the same name; the CLI, the worker and notebooks call :meth:`Settings.from_env`.
+The core reads ``os.environ`` nowhere else. The README's configuration table lists every
+entry of :data:`SETTINGS` (a test keeps it complete).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidRequest
+
+ENV_PREFIX = "DEEPSPACE_"
+SECRET_KEY_FILE = "secret_key"
+
+
+class ConfigError(InvalidRequest):
+    """A setting is missing or malformed."""
+
+    default_code = "config_error"
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    type: type
+    default: Any
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("data_dir", str, None,
+                "Folder for the embedded database, secret key and local storage. "
+                "Default: $XDG_DATA_HOME/deepspace-lab or ~/.local/share/deepspace-lab."),
+    SettingSpec("database_url", str, None,
+                "SQLAlchemy URL. Default: sqlite:///<data_dir>/deepspace.db. "
+                "For PostgreSQL use postgresql://user@host/db (psycopg 3).", secret=True),
+    SettingSpec("redis_url", str, None,
+                "redis://host:port/db for limits shared across processes. "
+                "Unset: in-process limits (one gateway process).", secret=True),
+    SettingSpec("upstream_base_url", str, None,
+                "OpenAI-compatible upstream base URL ending in /v1 (NewAPI or any other). "
+                "Unset: the built-in simulated upstream, started inside the gateway."),
+    SettingSpec("upstream_api_key", str, None,
+                "Bearer key sent to the upstream. Only gateways and workers hold it.",
+                secret=True),
+    SettingSpec("storage_url", str, None,
+                "Where files and artifacts go: a folder or an fsspec URL (s3://...). "
+                "Default: <data_dir>/storage."),
+    SettingSpec("secret_key", str, None,
+                "Signs tokens and keys the API-key HMAC. Default: <data_dir>/secret_key, "
+                "made by `deepspace-lab init`. Required with PostgreSQL.", secret=True),
+    SettingSpec("upstream_connect_timeout_s", float, 5.0,
+                "Seconds to connect to the upstream before answering 502."),
+    SettingSpec("upstream_timeout_s", float, 60.0,
+                "Seconds to wait for the upstream's first byte before answering 504."),
+    SettingSpec("upstream_max_duration_s", float, 600.0,
+                "Hard cap in seconds on one upstream call, streams included."),
+    SettingSpec("max_body_bytes", int, 8 * 1024 * 1024,
+                "Largest request body the gateway accepts (bytes); larger is refused with 400."),
+    SettingSpec("audit_flush_interval_ms", int, 50,
+                "Audit rows are written in batches this often (ms). 0 writes each row "
+                "before the response ends."),
+    SettingSpec("auth_cache_ttl_s", float, 5.0,
+                "Seconds an API-key or model lookup is cached in a gateway process."),
+    SettingSpec("simulator_token_latency_ms", float, 15.0,
+                "Delay per streamed token of the built-in simulated upstream (ms)."),
+    SettingSpec("log_level", str, "INFO", "Log level of the gateway and CLI."),
+    SettingSpec("log_format", str, "text", "`text` or `json` (one JSON object a line)."),
+)
+
+SPECS: dict[str, SettingSpec] = {s.name: s for s in SETTINGS}
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "deepspace-lab"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Resolved configuration. Build with :meth:`from_env` or :meth:`build`."""
+
+    data_dir: Path
+    database_url: str = dataclasses.field(repr=False)
+    redis_url: str | None = dataclasses.field(default=None, repr=False)
+    upstream_base_url: str | None = None
+    upstream_api_key: str | None = dataclasses.field(default=None, repr=False)
+    storage_url: str
+    secret_key: str | None = dataclasses.field(default=None, repr=False)
+    upstream_connect_timeout_s: float = 5.0
+    upstream_timeout_s: float = 60.0
+    upstream_max_duration_s: float = 600.0
+    max_body_bytes: int = 8 * 1024 * 1024
+    audit_flush_interval_ms: int = 50
+    auth_cache_ttl_s: float = 5.0
+    simulator_token_latency_ms: float = 15.0
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    @classmethod
+    def from_env(
+        cls, overrides: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Settings from ``DEEPSPACE_*`` variables; ``overrides`` (non-None values) win."""
+        env = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        for spec in SETTINGS:
+            if spec.env in env and env[spec.env] != "":
+                raw[spec.name] = env[spec.env]
+        for name, value in (overrides or {}).items():
+            if name not in SPECS:
+                raise ConfigError(f"unknown setting {name!r}")
+            if value is not None and value != "":
+                raw[name] = value
+        return cls.build(raw)
+
+    @classmethod
+    def build(cls, raw: Mapping[str, Any]) -> Settings:
+        values: dict[str, Any] = {}
+        for spec in SETTINGS:
+            value = raw.get(spec.name, spec.default)
+            if value is not None and spec.type is not str:
+                try:
+                    value = spec.type(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(
+                        f"{spec.env} must be a {spec.type.__name__}, got {value!r}",
+                        param=spec.env,
+                    ) from None
+            values[spec.name] = value
+        data_dir = Path(values["data_dir"]).expanduser() if values["data_dir"] else default_data_dir()
+        values["data_dir"] = data_dir
+        if not values["database_url"]:
+            values["database_url"] = f"sqlite:///{data_dir / 'deepspace.db'}"
+        if not values["storage_url"]:
+            values["storage_url"] = str(data_dir / "storage")
+        if not values["secret_key"]:
+            key_file = data_dir / SECRET_KEY_FILE
+            if key_file.exists():
+                values["secret_key"] = key_file.read_text().strip() or None
+        if values["log_format"] not in ("text", "json"):
+            raise ConfigError("DEEPSPACE_LOG_FORMAT must be `text` or `json`", param="DEEPSPACE_LOG_FORMAT")
+        return cls(**values)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_simulator(self) -> bool:
+        return not self.upstream_base_url
+
+    def require_secret_key(self) -> str:
+        """The signing secret, or a :class:`ConfigError` that says how to get one."""
+        if not self.secret_key:
+            raise ConfigError(
+                "no secret key: set DEEPSPACE_SECRET_KEY (required with PostgreSQL), "
+                "or run `deepspace-lab init` to generate one into the data dir",
+                code="secret_key_missing",
+            )
+        return self.secret_key
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)

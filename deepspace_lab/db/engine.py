@@ -1,0 +1,79 @@
+"""Engines: async for services (aiosqlite / psycopg 3), sync for migrations.
+
+URLs may be given plainly (``sqlite:///path``, ``postgresql://user@host/db``); the driver is
+chosen here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from ..config import ConfigError
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def _driver_url(url: str, *, use_async: bool) -> str:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        driver = "aiosqlite" if use_async else "pysqlite"
+    elif backend == "postgresql":
+        driver = "psycopg_async" if use_async else "psycopg"
+    else:
+        raise ConfigError(
+            f"unsupported database {backend!r}: use sqlite:///path or postgresql://...",
+            code="unsupported_database",
+        )
+    return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
+
+
+def sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _prepare_sqlite_dir(url: str) -> None:
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_sync_engine(url: str, **kwargs: Any) -> Engine:
+    _prepare_sqlite_dir(url)
+    engine = create_engine(_driver_url(url, use_async=False), **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def make_async_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    _prepare_sqlite_dir(url)
+    if make_url(url).get_backend_name() == "postgresql":
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+        kwargs.setdefault("pool_pre_ping", True)
+    engine = create_async_engine(_driver_url(url, use_async=True), **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,17 @@
+"""Every table, imported in one place for migrations and tests (``Base.metadata``)."""
+
+from __future__ import annotations
+
+from .audit.models import AuditLog
+from .auth.models import ApiKey, Org, OrgMember, Project, User
+from .billing.models import Hold, Price, Transaction, UsageRecord, Wallet
+from .catalog.models import CatalogModel
+from .conversations.models import Conversation, Message
+from .db.base import Base
+
+metadata = Base.metadata
+
+__all__ = [
+    "ApiKey", "AuditLog", "CatalogModel", "Conversation", "Hold", "Message", "Org",
+    "OrgMember", "Price", "Project", "Transaction", "UsageRecord", "User", "Wallet", "metadata",
+]

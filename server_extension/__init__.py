@@ -1,0 +1,1 @@
+"""The Jupyter server extension and the standalone gateway: the thin HTTP layer."""

@@ -1,0 +1,1 @@
+"""Notebook side: chat widgets, the %%deepspace magic (the workbench issue)."""
