@@ -78,6 +78,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "Seconds an API-key or model lookup is cached in a gateway process."),
     SettingSpec("simulator_token_latency_ms", float, 15.0,
                 "Delay per streamed token of the built-in simulated upstream (ms)."),
+    SettingSpec("pipeline_steps", str, "",
+                "Comma-separated extension steps (entry-point group deepspace_lab.pipeline_steps) "
+                "to run between the core steps, in order. Core steps cannot be listed."),
     SettingSpec("log_level", str, "INFO", "Log level of the gateway and CLI."),
     SettingSpec("log_format", str, "text", "`text` or `json` (one JSON object a line)."),
 )
@@ -108,6 +111,7 @@ class Settings:
     audit_flush_interval_ms: int = 50
     auth_cache_ttl_s: float = 5.0
     simulator_token_latency_ms: float = 15.0
+    pipeline_steps: str = ""
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -173,6 +177,10 @@ class Settings:
                 code="secret_key_missing",
             )
         return self.secret_key
+
+    @property
+    def extension_steps(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.pipeline_steps.split(",") if n.strip())
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

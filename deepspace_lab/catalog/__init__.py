@@ -1,0 +1,9 @@
+"""The models catalog (level 1): the names callers use, mapped to upstream names.
+
+``GET /v1/models`` lists the enabled entries; a chat request for a model that is not here
+(or disabled) is refused before anything reaches the upstream.
+"""
+
+from .service import ModelInfo, find_enabled_model, list_models, upsert_model
+
+__all__ = ["ModelInfo", "find_enabled_model", "list_models", "upsert_model"]

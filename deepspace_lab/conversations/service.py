@@ -1,0 +1,60 @@
+"""Conversations: create one, find one (scoped by org), append a turn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..auth import Principal
+from ..db.base import new_id
+from ..errors import NotFound
+from .models import Conversation, Message
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    role: str
+    content: str
+    model: str | None = None
+    tokens: int | None = None
+
+
+async def create_conversation(session: AsyncSession, *, principal: Principal, title: str = "") -> Conversation:
+    conv = Conversation(id=new_id("conv"), org_id=principal.org_id, project_id=principal.project_id,
+                        user_id=principal.user_id, title=title[:300])
+    session.add(conv)
+    await session.flush()
+    return conv
+
+
+async def get_conversation(session: AsyncSession, *, principal: Principal, conversation_id: str) -> Conversation:
+    """The caller's conversation, or :class:`NotFound` — also for another org's id, so a
+    caller cannot tell foreign ids from unknown ones."""
+    conv = (await session.execute(
+        select(Conversation).where(Conversation.id == conversation_id, Conversation.org_id == principal.org_id)
+    )).scalar_one_or_none()
+    if conv is None:
+        raise NotFound(f"no conversation {conversation_id!r}", code="conversation_not_found",
+                       param="conversation_id")
+    return conv
+
+
+async def append_turns(
+    session: AsyncSession, *, conversation: Conversation, turns: list[Turn], trace_id: str, request_id: str
+) -> None:
+    for turn in turns:
+        session.add(Message(conversation_id=conversation.id, org_id=conversation.org_id, role=turn.role,
+                            content=turn.content, model=turn.model, tokens=turn.tokens,
+                            trace_id=trace_id, request_id=request_id))
+    await session.flush()
+
+
+async def list_messages(session: AsyncSession, *, principal: Principal, conversation_id: str) -> list[Message]:
+    conv = await get_conversation(session, principal=principal, conversation_id=conversation_id)
+    rows = await session.execute(
+        select(Message).where(Message.conversation_id == conv.id, Message.org_id == principal.org_id)
+        .order_by(Message.id)
+    )
+    return list(rows.scalars())

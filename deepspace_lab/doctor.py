@@ -1,0 +1,83 @@
+"""``deepspace-lab doctor``: check config, database, migrations, Redis and the upstream,
+and say what is wrong in words a newcomer can act on."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from .config import Settings
+from .db.migrate import current_revision, head_revision
+from .runtime import check_redis
+from .upstream import UpstreamClient
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    message: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "message": self.message, "fix": self.fix}
+
+
+def _check_config(settings: Settings) -> Check:
+    if settings.secret_key:
+        return Check("config", True, f"data dir {settings.data_dir}; secret key set")
+    if settings.is_sqlite:
+        return Check("config", False, "no secret key yet", "run `deepspace-lab init` (it generates one)")
+    return Check("config", False, "DEEPSPACE_SECRET_KEY is not set; it is required with PostgreSQL",
+                 "set DEEPSPACE_SECRET_KEY to the same long random value on every gateway and worker")
+
+
+def _check_database(settings: Settings) -> list[Check]:
+    try:
+        current = current_revision(settings.database_url)
+    except Exception as exc:  # noqa: BLE001 - reported in words
+        return [Check("database", False, f"cannot connect ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})",
+                      "check DEEPSPACE_DATABASE_URL and that the database server is running")]
+    checks = [Check("database", True, f"connected ({settings.database_url.split(':', 1)[0]})")]
+    head = head_revision()
+    if current == head:
+        checks.append(Check("migrations", True, f"schema at {head}"))
+    elif current is None:
+        checks.append(Check("migrations", False, "the database has no schema yet", "run `deepspace-lab init`"))
+    else:
+        checks.append(Check("migrations", False, f"schema at {current}, this version needs {head}",
+                            "run `deepspace-lab migrate`"))
+    return checks
+
+
+async def _check_upstream(settings: Settings) -> Check:
+    if settings.uses_simulator:
+        return Check("upstream", True, "no DEEPSPACE_UPSTREAM_BASE_URL: the gateway starts its built-in "
+                     "SIMULATED upstream (deterministic replies, no real model)")
+    assert settings.upstream_base_url is not None
+    client = UpstreamClient(base_url=settings.upstream_base_url, api_key=settings.upstream_api_key,
+                            connect_timeout_s=min(settings.upstream_connect_timeout_s, 5), first_byte_timeout_s=5,
+                            max_duration_s=10)
+    try:
+        models = await client.list_models(timeout_s=5)
+    except Exception as exc:  # noqa: BLE001
+        return Check("upstream", False, f"{settings.upstream_base_url}: {getattr(exc, 'message', exc)}",
+                     "check DEEPSPACE_UPSTREAM_BASE_URL (it ends in /v1) and DEEPSPACE_UPSTREAM_API_KEY")
+    finally:
+        client.close()
+    return Check("upstream", True, f"{settings.upstream_base_url} answers ({len(models)} models)")
+
+
+async def run_checks(settings: Settings) -> list[Check]:
+    checks = [_check_config(settings)]
+    checks += await asyncio.get_running_loop().run_in_executor(None, _check_database, settings)
+    redis_state = await check_redis(settings.redis_url)
+    if redis_state == "not_configured":
+        checks.append(Check("redis", True, "not configured: limits are per process (fine for one gateway)"))
+    elif redis_state == "ok":
+        checks.append(Check("redis", True, "reachable"))
+    else:
+        checks.append(Check("redis", False, redis_state.removeprefix("error: "),
+                            "check DEEPSPACE_REDIS_URL and that Redis is running"))
+    checks.append(await _check_upstream(settings))
+    return checks

@@ -1,0 +1,82 @@
+"""What a pipeline step sees: the request context, the response sink and the services."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from ..audit import AuditWriter
+from ..auth import Principal
+from ..cache import TTLCache
+from ..catalog import ModelInfo
+from ..config import Settings
+from ..conversations.models import Conversation
+from ..upstream import UpstreamClient
+from .chat import ChatRequest
+
+
+class ResponseSink(Protocol):
+    """How steps answer the caller; the HTTP layer implements it.
+
+    Nothing is final until the pipeline returns: the HTTP layer ends the response after the
+    last step (audit included) has run.
+    """
+
+    def start_stream(self) -> None:
+        """Send SSE headers; from now on an error can only travel as an SSE event."""
+
+    def send(self, data: bytes) -> None:
+        """Write and flush stream bytes; a no-op once the client has gone."""
+
+    def set_json(self, body: bytes, *, status: int = 200) -> None:
+        """The whole (non-streaming) response body, sent when the pipeline returns."""
+
+    @property
+    def client_gone(self) -> bool: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class PipelineServices:
+    """Everything steps use, built once per process by the composition root."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[Any]
+    audit: AuditWriter
+    upstream: UpstreamClient
+    principals: TTLCache[Principal]
+    models: TTLCache[ModelInfo]
+    upstream_is_simulated: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class RequestContext:
+    trace_id: str
+    request_id: str
+    method: str
+    path: str
+    client_ip: str | None
+    headers: Mapping[str, str]
+    body: bytes
+    started: float
+    sink: ResponseSink | None = None
+    kind: str = "gateway.request"
+    # filled in by steps
+    principal: Principal | None = None
+    chat: ChatRequest | None = None
+    model: ModelInfo | None = None
+    conversation: Conversation | None = None
+    # the outcome, read by the audit step
+    status_code: int = 200
+    error_code: str | None = None
+    usage: dict[str, Any] | None = None
+    upstream_response_id: str | None = None
+    finish_reason: str | None = None
+    reply_text: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+Next = Callable[[RequestContext], Awaitable[None]]

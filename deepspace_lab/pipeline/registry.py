@@ -1,0 +1,86 @@
+"""The step registry and the onion that runs steps around each request.
+
+Steps are found through the entry-point group ``deepspace_lab.pipeline_steps``; the built-in
+ones are registered there too (``pyproject.toml``). The core order is fixed here and cannot
+be changed by configuration; extension steps named in ``DEEPSPACE_PIPELINE_STEPS`` run in
+the given order between the core steps that prepare a call and those that make it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from ..config import ConfigError
+from .context import Next, PipelineServices, RequestContext
+
+ENTRY_POINT_GROUP = "deepspace_lab.pipeline_steps"
+#: Every product route runs these, in this order.
+DOOR_STEPS = ("audit", "auth")
+#: Model calls add these: before the extension steps, then after them.
+CHAT_STEPS_BEFORE = ("validate",)
+CHAT_STEPS_AFTER = ("conversation", "upstream")
+CORE_STEPS = frozenset(DOOR_STEPS + CHAT_STEPS_BEFORE + CHAT_STEPS_AFTER)
+
+
+class Step(Protocol):
+    """A pipeline step: do something, call ``call_next`` (or not), do something after."""
+
+    name: str
+
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> None: ...
+
+
+StepFactory = Callable[[PipelineServices], Step]
+
+
+def discover_steps() -> dict[str, StepFactory]:
+    """Every step registered under the entry-point group, by name."""
+    return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _compose(steps: Sequence[Step], endpoint: Next) -> Next:
+    handler = endpoint
+    for step in reversed(steps):
+        handler = functools.partial(step.__call__, call_next=handler)
+    return handler
+
+
+async def _innermost(ctx: RequestContext) -> None:
+    """The upstream step never calls on; nothing is left to do."""
+
+
+class Pipeline:
+    def __init__(
+        self,
+        services: PipelineServices,
+        *,
+        extensions: Sequence[str] = (),
+        registry: Mapping[str, StepFactory] | None = None,
+    ) -> None:
+        registry = dict(discover_steps() if registry is None else registry)
+        missing = CORE_STEPS - registry.keys()
+        if missing:
+            raise ConfigError(f"core pipeline steps are not registered: {sorted(missing)}; reinstall deepspace-lab")
+        for name in extensions:
+            if name in CORE_STEPS:
+                raise ConfigError(f"{name!r} is a core step: its place is fixed and it cannot be configured",
+                                  code="core_step_not_configurable")
+            if name not in registry:
+                raise ConfigError(f"unknown pipeline step {name!r}; registered: {sorted(registry)}",
+                                  code="unknown_pipeline_step")
+        names = DOOR_STEPS + CHAT_STEPS_BEFORE + tuple(extensions) + CHAT_STEPS_AFTER
+        self.chat_step_names = names
+        built = {name: registry[name](services) for name in dict.fromkeys(names)}
+        self._door = [built[n] for n in DOOR_STEPS]
+        self._chat = _compose([built[n] for n in names], _innermost)
+
+    async def run_chat(self, ctx: RequestContext) -> None:
+        """A model call through every step."""
+        await self._chat(ctx)
+
+    async def run(self, ctx: RequestContext, endpoint: Callable[[RequestContext], Awaitable[None]]) -> None:
+        """Any other product route: audit and auth, then ``endpoint``."""
+        await _compose(self._door, endpoint)(ctx)

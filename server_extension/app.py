@@ -1,0 +1,70 @@
+"""The Jupyter server extension: hosts the Gateway inside the user's Jupyter server.
+
+Every setting of :data:`deepspace_lab.config.SETTINGS` is a trait of :class:`DeepSpaceApp`
+(``c.DeepSpaceApp.database_url = ...`` or ``--DeepSpaceApp.database_url=...``); a trait left
+unset falls back to its ``DEEPSPACE_*`` environment variable, then to the default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Float, Int, TraitType, Unicode
+
+from deepspace_lab.config import SPECS, Settings
+from deepspace_lab.logs import configure_logging
+from deepspace_lab.runtime import Runtime
+
+from .handlers import default_handlers
+from .lifecycle import GatewayLifecycle
+
+_TRAIT_TYPES: dict[type, type[TraitType[Any, Any]]] = {str: Unicode, int: Int, float: Float}
+
+
+def _trait(name: str) -> Any:
+    spec = SPECS[name]
+    return _TRAIT_TYPES[spec.type](None, allow_none=True, help=f"{spec.help} (env {spec.env})").tag(config=True)
+
+
+class DeepSpaceApp(ExtensionApp):
+    name = "deepspace_lab"
+    description = "DeepSpace Lab Gateway: metered, audited OpenAI-compatible access to models"
+
+    data_dir = _trait("data_dir")
+    database_url = _trait("database_url")
+    redis_url = _trait("redis_url")
+    upstream_base_url = _trait("upstream_base_url")
+    upstream_api_key = _trait("upstream_api_key")
+    storage_url = _trait("storage_url")
+    secret_key = _trait("secret_key")
+    upstream_connect_timeout_s = _trait("upstream_connect_timeout_s")
+    upstream_timeout_s = _trait("upstream_timeout_s")
+    upstream_max_duration_s = _trait("upstream_max_duration_s")
+    max_body_bytes = _trait("max_body_bytes")
+    audit_flush_interval_ms = _trait("audit_flush_interval_ms")
+    auth_cache_ttl_s = _trait("auth_cache_ttl_s")
+    simulator_token_latency_ms = _trait("simulator_token_latency_ms")
+    pipeline_steps = _trait("pipeline_steps")
+    log_level = _trait("log_level")
+    log_format = _trait("log_format")
+
+    def deepspace_settings(self) -> Settings:
+        return Settings.from_env({name: getattr(self, name) for name in SPECS})
+
+    def initialize_settings(self) -> None:
+        settings = self.deepspace_settings()
+        configure_logging(level=settings.log_level, fmt=settings.log_format)
+        self.runtime = Runtime(settings)
+        self.lifecycle = GatewayLifecycle(self.runtime)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(default_handlers(self.runtime))
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        await self.lifecycle.start()
+        self.log.info("DeepSpace Gateway at %sdeepspace/v1 (%s upstream)", serverapp.connection_url,
+                      "SIMULATED" if self.runtime.upstream_is_simulated else "configured")
+
+    async def stop_extension(self) -> None:
+        await self.lifecycle.stop()
