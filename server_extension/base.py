@@ -39,10 +39,13 @@ class DeepSpaceHandler(tornado.web.RequestHandler):
         current_request_id.set(self.request_id)
         self._started = time.perf_counter()
         self.sink = HandlerSink(self)
+        self.set_default_headers()
 
     def set_default_headers(self) -> None:
-        self.set_header("X-Trace-Id", getattr(self, "trace_id", ""))
-        self.set_header("X-Request-Id", getattr(self, "request_id", ""))
+        # Called by tornado before initialize() too (and again by send_error's clear()).
+        if hasattr(self, "trace_id"):
+            self.set_header("X-Trace-Id", self.trace_id)
+            self.set_header("X-Request-Id", self.request_id)
 
     def check_xsrf_cookie(self) -> None:
         """No cookie is a credential on these routes (see the module docstring)."""
