@@ -10,6 +10,7 @@ errors. The server extension maps these to the wire in one place, in the OpenAI 
     ├── InsufficientFunds              402  insufficient_funds
     ├── PermissionDenied               403  permission_denied
     ├── NotFound                       404  not_found
+    ├── MethodNotAllowed               405  method_not_allowed
     ├── Conflict                       409  conflict
     ├── Unprocessable                  422  unprocessable
     ├── RateLimited                    429  rate_limited
@@ -92,6 +93,12 @@ class PermissionDenied(DeepSpaceError):
 class NotFound(DeepSpaceError):
     http_status = 404
     default_code = "not_found"
+    error_type = "invalid_request_error"
+
+
+class MethodNotAllowed(DeepSpaceError):
+    http_status = 405
+    default_code = "method_not_allowed"
     error_type = "invalid_request_error"
 
 

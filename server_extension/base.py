@@ -19,7 +19,7 @@ import orjson
 import tornado.web
 from tornado.iostream import StreamClosedError
 
-from deepspace_lab.errors import DeepSpaceError, InvalidRequest, NotFound
+from deepspace_lab.errors import DeepSpaceError, InvalidRequest, MethodNotAllowed, NotFound
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
 from deepspace_lab.tracing import current_request_id, current_trace_id, new_request_id, new_trace_id
@@ -74,7 +74,7 @@ class DeepSpaceHandler(tornado.web.RequestHandler):
             self.finish(sink.json_body)
         elif not sink.client_gone:
             try:
-                self.finish()
+                self.finish(sink.final_bytes)
             except StreamClosedError:
                 pass
 
@@ -100,13 +100,15 @@ class DeepSpaceHandler(tornado.web.RequestHandler):
             if status_code == 404:
                 return NotFound("no such route", code="unknown_url")
             if status_code == 405:
-                return InvalidRequest(f"method {self.request.method} is not allowed here", code="method_not_allowed")
+                return MethodNotAllowed(f"method {self.request.method} is not allowed here")
             if 400 <= status_code < 500:
                 return InvalidRequest(self._reason or "bad request", code="bad_request")
         return DeepSpaceError(f"internal error; quote trace id {self.trace_id} when reporting it")
 
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         if isinstance(value, DeepSpaceError) and value.http_status < 500:
+            return
+        if isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
             return
         if isinstance(value, DeepSpaceError):
             log.warning("%s %s -> %s %s", self.request.method, self.request.path, value.http_status, value.code,
@@ -125,6 +127,7 @@ class HandlerSink:
         self.streaming = False
         self.json_body: bytes | None = None
         self.json_status = 200
+        self.final_bytes = b""
 
     @property
     def client_gone(self) -> bool:
@@ -149,6 +152,9 @@ class HandlerSink:
     def _flushed(self, future: Any) -> None:
         if future.exception() is not None:
             self.gone = True
+
+    def end_stream(self, data: bytes) -> None:
+        self.final_bytes = data
 
     def set_json(self, body: bytes, *, status: int = 200) -> None:
         self.json_body = body

@@ -8,6 +8,7 @@ import logging
 import signal
 
 import tornado.web
+from tornado.httpserver import HTTPServer
 
 from deepspace_lab.config import Settings
 from deepspace_lab.runtime import Runtime
@@ -30,16 +31,21 @@ def make_gateway_app(runtime: Runtime) -> tornado.web.Application:
     return tornado.web.Application(default_handlers(runtime), log_function=_log_request)
 
 
+def make_gateway_server(runtime: Runtime) -> HTTPServer:
+    # Bodies over the gateway's own limit are refused by the pipeline with a clear, audited
+    # 400; tornado's cap (which just drops the connection) only stops absurd uploads.
+    limit = max(runtime.settings.max_body_bytes * 4, 16 << 20)
+    return HTTPServer(make_gateway_app(runtime), max_body_size=limit)
+
+
 async def serve_gateway(settings: Settings, *, host: str, port: int) -> None:
     """Run until SIGTERM / SIGINT, then flush audit rows and stop cleanly."""
     runtime = Runtime(settings)
     lifecycle = GatewayLifecycle(runtime)
     await lifecycle.start()
-    app = make_gateway_app(runtime)
-    # Bodies over the gateway's own limit are refused by the pipeline with a clear 400;
-    # tornado's cap only stops absurd uploads before they are read.
-    server = app.listen(port, address=host, max_body_size=max(settings.max_body_bytes * 2, 1 << 20),
-                        backlog=4096)
+    server = make_gateway_server(runtime)
+    server.bind(port, address=host, backlog=4096)
+    server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -31,6 +31,9 @@ class ResponseSink(Protocol):
     def send(self, data: bytes) -> None:
         """Write and flush stream bytes; a no-op once the client has gone."""
 
+    def end_stream(self, data: bytes) -> None:
+        """The stream's last bytes (``[DONE]`` or an error event), sent when the pipeline returns."""
+
     def set_json(self, body: bytes, *, status: int = 200) -> None:
         """The whole (non-streaming) response body, sent when the pipeline returns."""
 

@@ -196,12 +196,12 @@ class UpstreamStep(BaseStep):
                 body, trace_id=ctx.trace_id, request_id=ctx.request_id, on_data=on_data)
         except UpstreamStreamInterrupted as exc:
             ctx.error_code = exc.code
-            sink.send(observer.flush_tail() + sse_event(exc.to_dict()))
+            sink.end_stream(observer.flush_tail() + sse_event(exc.to_dict()))
         else:
             if not started:
                 sink.start_stream()
             tail = observer.flush_tail()
-            sink.send(tail + (b"" if observer.done_seen else SSE_DONE))
+            sink.end_stream(tail + (b"" if observer.done_seen else SSE_DONE))
         finally:
             ctx.usage = observer.usage
             ctx.upstream_response_id = observer.response_id

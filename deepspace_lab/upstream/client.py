@@ -80,7 +80,7 @@ class UpstreamClient:
     async def list_models(self, *, timeout_s: float = 5.0) -> list[dict[str, Any]]:
         request = HTTPRequest(self.base_url + "/models", headers=self._headers("0" * 32, "health"),
                               connect_timeout=min(timeout_s, self.connect_timeout_s), request_timeout=timeout_s)
-        response = await self.http.fetch(request, raise_error=False)
+        response = await self._fetch(request)
         if response.code != 200:
             raise self._map_failure(response, body=response.body or b"")
         data = orjson.loads(response.body).get("data", [])
@@ -93,7 +93,7 @@ class UpstreamClient:
             headers=self._headers(trace_id, request_id),
             connect_timeout=self.connect_timeout_s, request_timeout=self.first_byte_timeout_s,
         )
-        response = await self.http.fetch(request, raise_error=False)
+        response = await self._fetch(request)
         if response.code != 200:
             raise self._map_failure(response, body=response.body or b"")
         try:
@@ -145,7 +145,7 @@ class UpstreamClient:
             header_callback=on_header, streaming_callback=on_chunk,
         )
         timer = loop.call_later(self.first_byte_timeout_s, on_timeout)
-        fetch = self.http.fetch(request, raise_error=False)
+        fetch = asyncio.ensure_future(self._fetch(request))
 
         def on_fetch_done(done: asyncio.Future[HTTPResponse]) -> None:
             if not answered.done():
@@ -158,7 +158,12 @@ class UpstreamClient:
             await answered
         finally:
             timer.cancel()
-        response = await fetch
+        try:
+            response = await fetch
+        except DeepSpaceError:
+            if state["relayed"]:
+                raise UpstreamStreamInterrupted("the upstream stream broke off before it finished") from None
+            raise
         if state["status"] == 200 and response.code == 200:
             return
         if state["relayed"]:
@@ -171,18 +176,27 @@ class UpstreamClient:
             code="upstream_timeout",
         )
 
+    def _map_exception(self, err: BaseException | None) -> DeepSpaceError:
+        """A transport failure (no HTTP answer) in our terms."""
+        text = str(err or "")
+        if "Timeout" in text and "connecting" not in text:
+            return self._timeout_error()
+        if isinstance(err, OSError) or "Timeout while connecting" in text:
+            return UpstreamError("the upstream model service is unreachable", code="upstream_unavailable")
+        return UpstreamError("the upstream model service closed the connection", code="upstream_unavailable")
+
+    async def _fetch(self, request: HTTPRequest) -> HTTPResponse:
+        try:
+            return await self.http.fetch(request, raise_error=False)
+        except DeepSpaceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - tornado raises transport errors even with raise_error=False
+            raise self._map_exception(exc) from None
+
     def _map_failure(self, response: HTTPResponse, *, body: bytes) -> DeepSpaceError:
         code = response.code
         if code == 599:
-            err = response.error
-            text = str(err or "")
-            if "Timeout while connecting" in text or isinstance(err, (ConnectionError, OSError)) and not isinstance(
-                err, TimeoutError
-            ):
-                return UpstreamError("the upstream model service is unreachable", code="upstream_unavailable")
-            if "Timeout" in text:
-                return self._timeout_error()
-            return UpstreamError("the upstream model service closed the connection", code="upstream_unavailable")
+            return self._map_exception(response.error)
         detail = _upstream_message(code, body)
         if code in (400, 422):
             return InvalidRequest(f"the model service rejected the request: {detail}", code="upstream_rejected")
