@@ -61,7 +61,9 @@ class StreamObserver:
         if event.startswith(_DONE):
             self.done_seen = True
             return True
-        if b'"content":"' in event or b'"content": "' in event:
+        if (b'"content":"' in event and b'"content":""' not in event) or (
+            b'"content": "' in event and b'"content": ""' not in event
+        ):
             self.content_events += 1
         has_usage = b'"usage":{' in event or b'"usage": {' in event
         has_finish = b'"finish_reason":"' in event or b'"finish_reason": "' in event
