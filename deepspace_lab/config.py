@@ -59,14 +59,15 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 secret=True),
     SettingSpec("storage_url", str, None,
                 "Where files and artifacts go: a folder or an fsspec URL (s3://...). "
-                "Default: <data_dir>/storage."),
+                "Default: <data_dir>/storage. (Read by the file storage that comes with the Worker.)"),
     SettingSpec("secret_key", str, None,
                 "Signs tokens and keys the API-key HMAC. Default: <data_dir>/secret_key, "
                 "made by `deepspace-lab init`. Required with PostgreSQL.", secret=True),
     SettingSpec("upstream_connect_timeout_s", float, 5.0,
                 "Seconds to connect to the upstream before answering 502."),
     SettingSpec("upstream_timeout_s", float, 60.0,
-                "Seconds to wait for the upstream's first byte before answering 504."),
+                "Seconds to wait for the upstream before answering 504: until the first byte of a "
+                "stream, or the whole body of a non-streaming call."),
     SettingSpec("upstream_max_duration_s", float, 600.0,
                 "Hard cap in seconds on one upstream call, streams included."),
     SettingSpec("max_body_bytes", int, 8 * 1024 * 1024,

@@ -17,7 +17,7 @@ from deepspace_lab.config import Settings
 from deepspace_lab.db import make_async_engine, make_sessionmaker, make_sync_engine
 from deepspace_lab.runtime import Runtime
 from deepspace_lab.server_extension.lifecycle import GatewayLifecycle
-from deepspace_lab.server_extension.standalone import make_gateway_app
+from deepspace_lab.server_extension.standalone import make_gateway_server
 
 T = TypeVar("T")
 TEST_SECRET = "test-secret-key-not-for-production-0123456789"
@@ -110,7 +110,7 @@ def start_gateway(settings: Settings, tenant: Tenant) -> Gateway:
     async def start() -> tuple[HTTPServer, int]:
         await lifecycle.start()
         sockets = bind_sockets(0, "127.0.0.1")
-        server = HTTPServer(make_gateway_app(runtime), max_body_size=settings.max_body_bytes * 2)
+        server = make_gateway_server(runtime)
         server.add_sockets(sockets)
         return server, sockets[0].getsockname()[1]
 
