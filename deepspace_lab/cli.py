@@ -22,7 +22,7 @@ from .logs import configure_logging
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
-    except Exception:  # noqa: BLE001 - no user name in some containers
+    except Exception:  # no user name in some containers
         return "cli:unknown"
 
 
@@ -159,7 +159,8 @@ def _run_keys(args: argparse.Namespace, settings: Settings) -> int:
         engine = make_async_engine(settings.database_url)
         try:
             async with make_sessionmaker(engine)() as session:
-                user = (await session.execute(select(User).where(User.email == args.email.lower()))).scalar_one_or_none()
+                found = await session.execute(select(User).where(User.email == args.email.lower()))
+                user = found.scalar_one_or_none()
                 if user is None:
                     raise NotFound(f"no user {args.email!r}", code="user_not_found")
                 query = select(Project).join(OrgMember, OrgMember.org_id == Project.org_id).where(

@@ -95,7 +95,7 @@ class Runtime:
         try:
             async with self.engine.connect() as conn:
                 version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        except Exception as exc:  # noqa: BLE001 - any failure is "not ready", reported in words
+        except Exception as exc:  # any failure means not ready, reported in words
             return f"error: cannot query the database ({type(exc).__name__})"
         if version != head_revision():
             return f"error: schema at {version}, code expects {head_revision()}; run `deepspace-lab migrate`"
@@ -106,7 +106,7 @@ class Runtime:
             return "error: not started"
         try:
             await self._services.upstream.list_models(timeout_s=3)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # any failure means not ready, reported in words
             return f"error: {getattr(exc, 'message', type(exc).__name__)}"
         return "ok"
 
@@ -119,7 +119,7 @@ async def check_redis(url: str | None, *, timeout_s: float = 2.0) -> str:
     client = aioredis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
         await asyncio.wait_for(client.ping(), timeout_s)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"error: cannot reach Redis ({type(exc).__name__})"
     finally:
         await client.aclose()

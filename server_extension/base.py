@@ -22,8 +22,13 @@ from tornado.iostream import StreamClosedError
 from deepspace_lab.errors import DeepSpaceError, InvalidRequest, MethodNotAllowed, NotFound
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
-from deepspace_lab.tracing import current_request_id, current_trace_id, new_request_id, new_trace_id
-from deepspace_lab.tracing import trace_id_from_traceparent
+from deepspace_lab.tracing import (
+    current_request_id,
+    current_trace_id,
+    new_request_id,
+    new_trace_id,
+    trace_id_from_traceparent,
+)
 
 log = logging.getLogger("deepspace_lab.http")
 

@@ -7,8 +7,7 @@ import json
 import logging
 
 from deepspace_lab.logs import JsonFormatter, TraceFilter
-from deepspace_lab.tracing import current_request_id, current_trace_id, make_traceparent
-from deepspace_lab.tracing import trace_id_from_traceparent
+from deepspace_lab.tracing import current_request_id, current_trace_id, make_traceparent, trace_id_from_traceparent
 
 
 def test_json_log_lines_carry_the_current_trace() -> None:

@@ -190,7 +190,7 @@ class UpstreamClient:
             return await self.http.fetch(request, raise_error=False)
         except DeepSpaceError:
             raise
-        except Exception as exc:  # noqa: BLE001 - tornado raises transport errors even with raise_error=False
+        except Exception as exc:  # tornado raises transport errors even with raise_error=False
             raise self._map_exception(exc) from None
 
     def _map_failure(self, response: HTTPResponse, *, body: bytes) -> DeepSpaceError:

@@ -64,7 +64,8 @@ def test_a_ledger_entry_is_unique_per_ref_and_type(db_url: str) -> None:
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO users (id, email, name, status, is_platform_admin, created_at) "
                               "VALUES ('u1', 'a@b.c', '', 'active', false, CURRENT_TIMESTAMP)"))
-            conn.execute(text("INSERT INTO orgs (id, name, slug, created_at) VALUES ('o1', 'o', 'o', CURRENT_TIMESTAMP)"))
+            conn.execute(text("INSERT INTO orgs (id, name, slug, created_at) "
+                              "VALUES ('o1', 'o', 'o', CURRENT_TIMESTAMP)"))
             conn.execute(text("INSERT INTO wallets (id, org_id, balance_micros, frozen_micros, overdraft_limit_micros, "
                               "created_at) VALUES ('w1', 'o1', 0, 0, 0, CURRENT_TIMESTAMP)"))
         insert = text("INSERT INTO transactions (org_id, wallet_id, type, ref, amount_micros, created_at) "

@@ -150,7 +150,7 @@ def test_upstream_is_sent_our_trace_and_request_ids(gateway_factory) -> None:
     seen: dict[str, str] = {}
 
     class Recorder(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
+        def do_POST(self) -> None:
             seen.update({k.lower(): v for k, v in self.headers.items()})
             self.rfile.read(int(self.headers["Content-Length"]))
             seen["body"] = "read"

@@ -13,9 +13,8 @@ import httpx
 import openai
 import orjson
 import pytest
-from openai import OpenAI
-
 from deepspace_lab.server_extension.simulator import start_simulator
+from openai import OpenAI
 
 MODEL = "deepspace-simulated-chat"
 
