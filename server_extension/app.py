@@ -16,7 +16,7 @@ from deepspace_lab.config import SPECS, Settings
 from deepspace_lab.logs import configure_logging
 from deepspace_lab.runtime import Runtime
 
-from .handlers import default_handlers
+from .routes import all_handlers
 from .lifecycle import GatewayLifecycle
 
 _TRAIT_TYPES: dict[type, type[TraitType[Any, Any]]] = {str: Unicode, int: Int, float: Float}
@@ -59,7 +59,7 @@ class DeepSpaceApp(ExtensionApp):
         self.lifecycle = GatewayLifecycle(self.runtime)
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(default_handlers(self.runtime))
+        self.handlers.extend(all_handlers(self.runtime))
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await self.lifecycle.start()

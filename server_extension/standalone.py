@@ -13,7 +13,7 @@ from tornado.httpserver import HTTPServer
 from deepspace_lab.config import Settings
 from deepspace_lab.runtime import Runtime
 
-from .handlers import default_handlers
+from .routes import all_handlers
 from .lifecycle import GatewayLifecycle
 
 log = logging.getLogger("deepspace_lab.gateway")
@@ -28,7 +28,7 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 def make_gateway_app(runtime: Runtime) -> tornado.web.Application:
-    return tornado.web.Application(default_handlers(runtime), log_function=_log_request)
+    return tornado.web.Application(all_handlers(runtime), log_function=_log_request)
 
 
 def make_gateway_server(runtime: Runtime) -> HTTPServer:

@@ -7,6 +7,8 @@ import openai
 import pytest
 from openai import OpenAI
 
+from deepspace_lab.auth import key_prefix
+
 from ..helpers import Gateway, count
 
 MODEL = "deepspace-simulated-chat"
@@ -114,7 +116,7 @@ def test_missing_and_wrong_keys_are_refused_in_the_openai_shape_and_audited(gate
 
 
 def test_a_key_whose_secret_part_is_wrong_is_refused(gateway: Gateway) -> None:
-    prefix = gateway.tenant.api_key.rsplit("_", 1)[0]
+    prefix = key_prefix(gateway.tenant.api_key)
     response = httpx.get(gateway.base_url + "/models",
                          headers={"Authorization": f"Bearer {prefix}_{'A' * 43}"})
     assert response.status_code == 401

@@ -1,43 +1,26 @@
-"""``deepspace-lab``: the operator's command line (the composition root).
-
-Commands call the same services as the HTTP layer; audit actor ``cli:<os user>``. The outer
-packages (server extension, JupyterLab) are imported lazily, only by the commands that serve.
-"""
+"""Core commands: init, migrate, doctor, lab, gateway, simulator, models, keys."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import json
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-from .config import Settings
-from .errors import DeepSpaceError
-from .logs import configure_logging
+from sqlalchemy.ext.asyncio import AsyncSession
 
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in some containers
-        return "cli:unknown"
-
-
-def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    print(json.dumps(payload, indent=2, default=str) if getattr(args, "json", False) else text)
+from ..config import Settings
+from ._common import actor, emit, in_session
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    from .bootstrap import init_deployment
+    from ..bootstrap import init_deployment
 
     result = asyncio.run(init_deployment(
         settings, email=args.email, password=args.password, org_name=args.org, project_name=args.project,
-        actor=_actor()))
+        actor=actor()))
     if not result.created:
-        _emit(args, result.to_dict(),
+        emit(args, result.to_dict(),
               f"Already initialised: admin {result.email}, org {result.org_id}, project {result.project_id}.\n"
               "Nothing was changed. (The API key was shown when init first ran; make another with "
               "`deepspace-lab keys create`.)")
@@ -55,21 +38,21 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     if settings.uses_simulator:
         lines.append("The upstream is the built-in SIMULATED model (no real AI); set "
                      "DEEPSPACE_UPSTREAM_BASE_URL for a real one.")
-    _emit(args, result.to_dict(), "\n".join(lines))
+    emit(args, result.to_dict(), "\n".join(lines))
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from .db.migrate import upgrade
+    from ..db.migrate import upgrade
 
     before, after = upgrade(settings.database_url)
-    _emit(args, {"before": before, "after": after, "changed": before != after},
+    emit(args, {"before": before, "after": after, "changed": before != after},
           f"Migrated {before or 'empty'} -> {after}." if before != after else f"Already at {after}; nothing to do.")
     return 0
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
-    from .doctor import run_checks
+    from ..doctor import run_checks
 
     checks = asyncio.run(run_checks(settings))
     lines = []
@@ -77,12 +60,12 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
         mark = "ok " if check.ok else "BAD"
         lines.append(f"[{mark}] {check.name}: {check.message}" + (f"\n      fix: {check.fix}" if check.fix else ""))
     ok = all(c.ok for c in checks)
-    _emit(args, {"ok": ok, "checks": [c.to_dict() for c in checks]}, "\n".join(lines))
+    emit(args, {"ok": ok, "checks": [c.to_dict() for c in checks]}, "\n".join(lines))
     return 0 if ok else 1
 
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
-    from .server_extension.standalone import serve_gateway
+    from ..server_extension.standalone import serve_gateway
 
     if args.upstream_base_url:
         settings = settings.replace(upstream_base_url=args.upstream_base_url)
@@ -91,7 +74,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_simulator(args: argparse.Namespace, settings: Settings) -> int:
-    from .server_extension.simulator import serve_simulator
+    from ..server_extension.simulator import serve_simulator
 
     print(f"SIMULATED OpenAI-compatible upstream on http://{args.host}:{args.port}/v1 (no real model)",
           file=sys.stderr)
@@ -103,9 +86,9 @@ def cmd_simulator(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
-    from .bootstrap import init_deployment
+    from ..bootstrap import init_deployment
 
-    result = asyncio.run(init_deployment(settings, email=args.email, password=args.password, actor=_actor()))
+    result = asyncio.run(init_deployment(settings, email=args.email, password=args.password, actor=actor()))
     if result.created:
         print(f"First run: admin {result.email}" + (f", password {result.password}" if result.password else "")
               + f"\nAPI key (shown once): {result.api_key}\n"
@@ -121,72 +104,58 @@ def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_models(args: argparse.Namespace, settings: Settings) -> int:
-    from .catalog import list_models, upsert_model
-    from .db import make_async_engine, make_sessionmaker
+    from ..catalog import list_models, upsert_model
 
-    async def run() -> Any:
-        engine = make_async_engine(settings.database_url)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                if args.models_cmd == "add":
-                    info, created = await upsert_model(
-                        session, name=args.name, upstream_name=args.upstream_name,
-                        context_window=args.context_window, description=args.description)
-                    await session.commit()
-                    return {"model": info.to_openai(), "upstream_name": info.upstream_name, "created": created}
-                return [dict(m.to_openai(), upstream_name=m.upstream_name)
-                        for m in await list_models(session, enabled_only=False)]
-        finally:
-            await engine.dispose()
+    async def work(session: AsyncSession) -> Any:
+        if args.models_cmd == "add":
+            info, created = await upsert_model(
+                session, name=args.name, upstream_name=args.upstream_name,
+                context_window=args.context_window, description=args.description)
+            await session.commit()
+            return {"model": info.to_openai(), "upstream_name": info.upstream_name, "created": created}
+        return [dict(m.to_openai(), upstream_name=m.upstream_name)
+                for m in await list_models(session, enabled_only=False)]
 
-    result = asyncio.run(run())
+    result = in_session(settings, work)
     if args.models_cmd == "add":
-        _emit(args, result, f"{'Added' if result['created'] else 'Updated'} model {args.name}.")
+        emit(args, result, f"{'Added' if result['created'] else 'Updated'} model {args.name}.")
     else:
-        _emit(args, result, "\n".join(f"{m['id']:40} -> {m['upstream_name']}" for m in result) or "(no models)")
+        emit(args, result, "\n".join(f"{m['id']:40} -> {m['upstream_name']}" for m in result) or "(no models)")
     return 0
 
 
 def _run_keys(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
 
-    from .auth import create_api_key
-    from .auth.models import OrgMember, Project, User
-    from .db import make_async_engine, make_sessionmaker
-    from .errors import NotFound
+    from ..auth import create_api_key
+    from ..auth.models import OrgMember, Project, User
+    from ..errors import NotFound
 
-    async def run() -> dict[str, Any]:
-        engine = make_async_engine(settings.database_url)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                found = await session.execute(select(User).where(User.email == args.email.lower()))
-                user = found.scalar_one_or_none()
-                if user is None:
-                    raise NotFound(f"no user {args.email!r}", code="user_not_found")
-                query = select(Project).join(OrgMember, OrgMember.org_id == Project.org_id).where(
-                    OrgMember.user_id == user.id)
-                if args.project:
-                    query = query.where(Project.id == args.project)
-                project = (await session.execute(query.order_by(Project.created_at).limit(1))).scalar_one_or_none()
-                if project is None:
-                    raise NotFound("no project of this user matches", code="project_not_found")
-                row, plaintext = await create_api_key(
-                    session, secret_key=settings.require_secret_key(), org_id=project.org_id, project_id=project.id,
-                    user_id=user.id, name=args.name)
-                await session.commit()
-                return {"api_key": plaintext, "key_id": row.id, "prefix": row.prefix, "org_id": project.org_id,
-                        "project_id": project.id}
-        finally:
-            await engine.dispose()
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        found = await session.execute(select(User).where(User.email == args.email.lower()))
+        user = found.scalar_one_or_none()
+        if user is None:
+            raise NotFound(f"no user {args.email!r}", code="user_not_found")
+        query = select(Project).join(OrgMember, OrgMember.org_id == Project.org_id).where(OrgMember.user_id == user.id)
+        if args.project:
+            query = query.where(Project.id == args.project)
+        project = (await session.execute(query.order_by(Project.created_at).limit(1))).scalar_one_or_none()
+        if project is None:
+            raise NotFound("no project of this user matches", code="project_not_found")
+        row, plaintext = await create_api_key(
+            session, secret_key=settings.require_secret_key(), org_id=project.org_id, project_id=project.id,
+            user_id=user.id, name=args.name)
+        await session.commit()
+        return {"api_key": plaintext, "key_id": row.id, "prefix": row.prefix, "org_id": project.org_id,
+                "project_id": project.id}
 
-    result = asyncio.run(run())
-    _emit(args, result, f"API key (shown once): {result['api_key']}\n  project {result['project_id']}")
+    result = in_session(settings, work)
+    emit(args, result, f"API key (shown once): {result['api_key']}\n  project {result['project_id']}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepspace-lab", description="DeepSpace Lab: research workbench and Gateway")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def register(sub: Any) -> None:
+    """Add the core commands to the ``deepspace-lab`` subparsers."""
 
     p = sub.add_parser("init", help="migrate and create the first admin, org, project, wallet and API key")
     p.add_argument("--email", default="admin@localhost")
@@ -244,22 +213,3 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--name", default="cli")
     q.add_argument("--json", action="store_true")
     p.set_defaults(func=_run_keys)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        settings = Settings.from_env()
-        configure_logging(level=settings.log_level, fmt=settings.log_format)
-        return int(args.func(args, settings))
-    except DeepSpaceError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps(exc.to_dict(), indent=2))
-        else:
-            print(f"error: {exc.message}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
