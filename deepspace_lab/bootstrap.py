@@ -16,10 +16,9 @@ from .audit import AuditWriter
 from .auth import create_api_key, create_org, create_project, create_user
 from .auth.models import OrgMember, Project, User
 from .auth.passwords import MIN_PASSWORD_LENGTH, generate_password, hash_password
-from .billing.models import Wallet
 from .catalog import upsert_model
 from .config import SECRET_KEY_FILE, ConfigError, Settings
-from .db import make_async_engine, make_sessionmaker, new_id
+from .db import make_async_engine, make_sessionmaker
 from .db.migrate import upgrade
 from .errors import InvalidRequest
 from .simulator import SIMULATED_MODELS
@@ -99,8 +98,6 @@ async def init_deployment(
                                      is_platform_admin=True)
             org = await create_org(session, name=org_name, owner=user)
             project = await create_project(session, org_id=org.id, name=project_name)
-            session.add(Wallet(id=new_id("wal"), org_id=org.id, balance_micros=0, frozen_micros=0,
-                               overdraft_limit_micros=0))
             _key, plaintext = await create_api_key(
                 session, secret_key=settings.require_secret_key(), org_id=org.id, project_id=project.id,
                 user_id=user.id, name="init")

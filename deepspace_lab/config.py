@@ -75,8 +75,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("audit_flush_interval_ms", int, 50,
                 "Audit rows are written in batches this often (ms). 0 writes each row "
                 "before the response ends."),
-    SettingSpec("auth_cache_ttl_s", float, 5.0,
-                "Seconds an API-key or model lookup is cached in a gateway process."),
+    SettingSpec("catalog_cache_ttl_s", float, 5.0,
+                "Seconds a models-catalog lookup is cached in a gateway process (credentials are never cached)."),
     SettingSpec("simulator_token_latency_ms", float, 15.0,
                 "Delay per streamed token of the built-in simulated upstream (ms)."),
     SettingSpec("pipeline_steps", str, "",
@@ -110,7 +110,7 @@ class Settings:
     upstream_max_duration_s: float = 600.0
     max_body_bytes: int = 8 * 1024 * 1024
     audit_flush_interval_ms: int = 50
-    auth_cache_ttl_s: float = 5.0
+    catalog_cache_ttl_s: float = 5.0
     simulator_token_latency_ms: float = 15.0
     pipeline_steps: str = ""
     log_level: str = "INFO"

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 
 from .audit import AuditWriter
-from .auth import Principal
+from .auth.limiter import LoginLimiter
 from .cache import TTLCache
 from .catalog import ModelInfo
 from .config import Settings
@@ -36,6 +36,7 @@ class Runtime:
         self._services: PipelineServices | None = None
         self._pipeline: Pipeline | None = None
         self.upstream_is_simulated = False
+        self.login_limiter = LoginLimiter()
 
     @property
     def started(self) -> bool:
@@ -69,8 +70,8 @@ class Runtime:
         )
         self._services = PipelineServices(
             settings=settings, engine=self.engine, sessions=self.sessions, audit=self.audit,
-            upstream=upstream, principals=TTLCache[Principal](ttl_s=settings.auth_cache_ttl_s),
-            models=TTLCache[ModelInfo](ttl_s=settings.auth_cache_ttl_s), upstream_is_simulated=simulated,
+            upstream=upstream, models=TTLCache[ModelInfo](ttl_s=settings.catalog_cache_ttl_s),
+            upstream_is_simulated=simulated,
         )
         self._pipeline = Pipeline(self._services, extensions=settings.extension_steps)
         self.audit.start()

@@ -16,8 +16,8 @@ from deepspace_lab.config import SPECS, Settings
 from deepspace_lab.logs import configure_logging
 from deepspace_lab.runtime import Runtime
 
-from .routes import all_handlers
 from .lifecycle import GatewayLifecycle
+from .routes import all_handlers
 
 _TRAIT_TYPES: dict[type, type[TraitType[Any, Any]]] = {str: Unicode, int: Int, float: Float}
 
@@ -43,7 +43,7 @@ class DeepSpaceApp(ExtensionApp):
     upstream_max_duration_s = _trait("upstream_max_duration_s")
     max_body_bytes = _trait("max_body_bytes")
     audit_flush_interval_ms = _trait("audit_flush_interval_ms")
-    auth_cache_ttl_s = _trait("auth_cache_ttl_s")
+    catalog_cache_ttl_s = _trait("catalog_cache_ttl_s")
     simulator_token_latency_ms = _trait("simulator_token_latency_ms")
     pipeline_steps = _trait("pipeline_steps")
     log_level = _trait("log_level")

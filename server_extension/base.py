@@ -55,12 +55,12 @@ class DeepSpaceHandler(tornado.web.RequestHandler):
     def check_xsrf_cookie(self) -> None:
         """No cookie is a credential on these routes (see the module docstring)."""
 
-    def context(self, *, kind: str = "gateway.request") -> RequestContext:
+    def context(self, *, kind: str = "gateway.request", action: str = "") -> RequestContext:
         return RequestContext(
             trace_id=self.trace_id, request_id=self.request_id, method=self.request.method or "",
             path=self.request.path, client_ip=self.request.remote_ip,
             headers=self.request.headers, body=self.request.body, started=self._started,
-            sink=self.sink, kind=kind,
+            sink=self.sink, kind=kind, action=action,
         )
 
     def write_json(self, payload: Any, *, status: int = 200) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 from deepspace_lab.runtime import Runtime
 
-from . import handlers
+from . import conversation_handlers, handlers, identity_handlers
 
 #: Modules with ``default_handlers(runtime)``, mounted in this order.
-ROUTE_MODULES = (handlers,)
+ROUTE_MODULES = (handlers, conversation_handlers, identity_handlers)
 
 
 def all_handlers(runtime: Runtime) -> list[tuple[str, type, dict[str, Any]]]:

@@ -1,10 +1,10 @@
-"""Identity and tenancy tables: users, orgs, org_members, projects, api_keys."""
+"""Identity and tenancy tables: users, orgs, org_members, projects, api_keys, auth_sessions."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db.base import Base, CreatedAt, UTCDateTime
@@ -20,6 +20,10 @@ class User(CreatedAt, Base):
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
     is_platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: e.g. ``jupyter:alice`` for a user made on first use from a Jupyter(Hub) name.
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Org(CreatedAt, Base):
@@ -65,3 +69,20 @@ class ApiKey(CreatedAt, Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AuthSession(CreatedAt, Base):
+    """A login: the refresh token's hash and state. Access JWTs name it (``sid``), so logging
+    out (revoking it) stops them too. Refresh rotates: each use revokes the row and makes a
+    new one in the same ``family_id``; a rotated token used again revokes the whole family."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    family_id: Mapped[str] = mapped_column(String(40), index=True)
+    refresh_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="login")  # login | kernel
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..auth import Principal
+from ..auth.principal import Principal
 from ..db.base import new_id
+from ..db.paging import encode_cursor, newest_first
 from ..errors import NotFound
 from .models import Conversation, Message
 
@@ -30,10 +31,11 @@ async def create_conversation(session: AsyncSession, *, principal: Principal, ti
 
 
 async def get_conversation(session: AsyncSession, *, principal: Principal, conversation_id: str) -> Conversation:
-    """The caller's conversation, or :class:`NotFound` — also for another org's id, so a
-    caller cannot tell foreign ids from unknown ones."""
+    """The conversation in the caller's org and project, or :class:`NotFound` — also for
+    another tenant's id, so a caller cannot tell foreign ids from unknown ones."""
     conv = (await session.execute(
-        select(Conversation).where(Conversation.id == conversation_id, Conversation.org_id == principal.org_id)
+        select(Conversation).where(Conversation.id == conversation_id, Conversation.org_id == principal.org_id,
+                                   Conversation.project_id == principal.project_id)
     )).scalar_one_or_none()
     if conv is None:
         raise NotFound(f"no conversation {conversation_id!r}", code="conversation_not_found",
@@ -58,3 +60,35 @@ async def list_messages(session: AsyncSession, *, principal: Principal, conversa
         .order_by(Message.id)
     )
     return list(rows.scalars())
+
+
+async def list_conversations(
+    session: AsyncSession, *, principal: Principal, cursor: str | None, limit: int
+) -> tuple[list[Conversation], str | None]:
+    """The caller's project's conversations, newest first: (page, next cursor or None)."""
+    query = select(Conversation).where(Conversation.org_id == principal.org_id,
+                                       Conversation.project_id == principal.project_id)
+    rows = list((await session.execute(
+        newest_first(query, Conversation.created_at, Conversation.id, cursor=cursor, limit=limit))).scalars())
+    page = rows[:limit]
+    more = len(rows) > limit
+    return page, encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
+
+
+async def rename_conversation(session: AsyncSession, *, principal: Principal, conversation_id: str,
+                              title: str) -> tuple[str, Conversation]:
+    """Returns (old title, conversation)."""
+    conv = await get_conversation(session, principal=principal, conversation_id=conversation_id)
+    before, conv.title = conv.title, title[:300]
+    await session.flush()
+    return before, conv
+
+
+async def delete_conversation(session: AsyncSession, *, principal: Principal, conversation_id: str) -> int:
+    """Delete a conversation and its messages; returns how many messages went."""
+    conv = await get_conversation(session, principal=principal, conversation_id=conversation_id)
+    result = await session.execute(delete(Message).where(Message.conversation_id == conv.id,
+                                                         Message.org_id == principal.org_id))
+    await session.delete(conv)
+    await session.flush()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

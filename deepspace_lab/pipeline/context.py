@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from ..audit import AuditWriter
-from ..auth import Principal
+from ..auth.principal import Principal
 from ..cache import TTLCache
 from ..catalog import ModelInfo
 from ..config import Settings
@@ -50,7 +50,6 @@ class PipelineServices:
     sessions: async_sessionmaker[Any]
     audit: AuditWriter
     upstream: UpstreamClient
-    principals: TTLCache[Principal]
     models: TTLCache[ModelInfo]
     upstream_is_simulated: bool = False
 
@@ -67,6 +66,8 @@ class RequestContext:
     started: float
     sink: ResponseSink | None = None
     kind: str = "gateway.request"
+    #: What the route does, checked by the auth step (see ``auth.permissions``); "" = any caller.
+    action: str = ""
     # filled in by steps
     principal: Principal | None = None
     chat: ChatRequest | None = None

@@ -82,5 +82,10 @@ class Pipeline:
         await self._chat(ctx)
 
     async def run(self, ctx: RequestContext, endpoint: Callable[[RequestContext], Awaitable[None]]) -> None:
-        """Any other product route: audit and auth, then ``endpoint``."""
+        """Any other product route: audit and auth (and ``ctx.action`` authorised), then ``endpoint``."""
         await _compose(self._door, endpoint)(ctx)
+
+    async def run_public(self, ctx: RequestContext,
+                         endpoint: Callable[[RequestContext], Awaitable[None]]) -> None:
+        """A route that takes no credential (login, refresh): audited, nothing else."""
+        await _compose(self._door[:1], endpoint)(ctx)

@@ -11,11 +11,13 @@ import logging
 import time
 from typing import ClassVar
 
-from ..auth import Principal, authenticate_api_key
-from ..auth.keys import hash_key
+from ..auth import Principal, authenticate_access_token, authenticate_api_key, authorize
+from ..auth.apikeys import INVALID_KEY
+from ..auth.keys import looks_like_key
+from ..auth.tokens import looks_like_jwt
 from ..catalog import ModelInfo, find_enabled_model
 from ..conversations import Turn, append_turns, get_conversation
-from ..errors import AuthError, DeepSpaceError, InvalidRequest
+from ..errors import AuthError, DeepSpaceError, InvalidRequest, PermissionDenied
 from ..upstream import SSE_DONE, StreamObserver, UpstreamStreamInterrupted, sse_event
 from .chat import parse_chat_request
 from .context import Next, PipelineServices, RequestContext
@@ -28,6 +30,9 @@ class BaseStep:
 
     def __init__(self, services: PipelineServices) -> None:
         self.services = services
+
+
+PROJECT_HEADER = "X-DeepSpace-Project"
 
 
 class AuditStep(BaseStep):
@@ -61,7 +66,7 @@ class AuditStep(BaseStep):
         try:
             await self.services.audit.write(
                 trace_id=ctx.trace_id, request_id=ctx.request_id, kind=ctx.kind,
-                actor=f"key:{principal.api_key_id}" if principal and principal.api_key_id else None,
+                actor=principal.actor if principal else None,
                 org_id=principal.org_id if principal else None,
                 project_id=principal.project_id if principal else None,
                 user_id=principal.user_id if principal else None,
@@ -77,7 +82,11 @@ class AuditStep(BaseStep):
 
 
 class AuthStep(BaseStep):
-    """Bearer API key → :class:`Principal` (cached per process for ``auth_cache_ttl_s``)."""
+    """Bearer API key or JWT → :class:`Principal`, then :func:`authorize` for the route's action.
+
+    No cache: the credential is checked against the database on every request, so a revoked
+    key, an ended session or a disabled user is refused on the very next request everywhere.
+    """
 
     name = "auth"
 
@@ -86,21 +95,26 @@ class AuthStep(BaseStep):
         scheme, _, credential = header.partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
-            raise AuthError("missing API key: send `Authorization: Bearer dsk_...`", code="missing_api_key")
-        ctx.principal = await self.resolve(credential)
+            raise AuthError("missing credentials: send `Authorization: Bearer <API key or access token>`",
+                            code="missing_api_key")
+        ctx.principal = await self.resolve(credential, project_id=ctx.headers.get(PROJECT_HEADER))
+        if ctx.action:
+            authorize(ctx.principal, ctx.action)
         await call_next(ctx)
 
-    async def resolve(self, credential: str) -> Principal:
-        services = self.services
-        secret = services.settings.require_secret_key()
-        cache_key = hash_key(secret, credential)
-        principal = services.principals.get(cache_key)
-        if principal is None:
-            async with services.sessions() as session:
+    async def resolve(self, credential: str, *, project_id: str | None) -> Principal:
+        secret = self.services.settings.require_secret_key()
+        async with self.services.sessions() as session:
+            if looks_like_key(credential):
                 principal = await authenticate_api_key(session, secret_key=secret, plaintext=credential)
-                await session.commit()
-            services.principals.put(cache_key, principal)
-        return principal
+                if project_id and project_id != principal.project_id:
+                    raise PermissionDenied("an API key works only in its own project; drop X-DeepSpace-Project "
+                                           "or use a key of that project", code="key_project_mismatch")
+                return principal
+            if looks_like_jwt(credential):
+                return await authenticate_access_token(session, secret_key=secret, token=credential,
+                                                       project_id=project_id)
+        raise AuthError(INVALID_KEY)
 
 
 class ValidateStep(BaseStep):

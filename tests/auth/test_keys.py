@@ -102,7 +102,7 @@ def test_importing_a_malformed_key_is_refused(settings_factory: Any) -> None:
 
 
 def test_revocation_reaches_the_gateway_within_the_cache_ttl(gateway_factory: Any) -> None:
-    gw: Gateway = gateway_factory(auth_cache_ttl_s=0)  # no cache: the very next request sees it
+    gw: Gateway = gateway_factory(catalog_cache_ttl_s=0)  # no cache: the very next request sees it
     headers = {"Authorization": f"Bearer {gw.tenant.api_key}"}
     assert httpx.get(gw.base_url + "/models", headers=headers).status_code == 200
     asyncio.run(_change(gw.settings.database_url,

@@ -1,0 +1,95 @@
+"""Roles, scopes and the permission matrix — enforced in one place, :func:`authorize`.
+
+A caller's rights on an action are its **role** in the org allowing it, and, for an API key,
+the key's **scopes** covering it (a key's rights = its scopes ∩ its owner's *current* role).
+A JWT (a logged-in user, or a kernel's token) carries every scope its role allows.
+Platform admins are a flag on the user, for the Admin API.
+
+| action                | viewer | member | admin | owner | key scope   |
+|-----------------------|:------:|:------:|:-----:|:-----:|-------------|
+| chat                  |        |   ✓    |   ✓   |   ✓   | chat        |
+| models.read           |   ✓    |   ✓    |   ✓   |   ✓   | chat        |
+| conversations.read    |   ✓    |   ✓    |   ✓   |   ✓   | chat        |
+| conversations.write   |        |   ✓    |   ✓   |   ✓   | chat        |
+| knowledge             |        |   ✓    |   ✓   |   ✓   | knowledge   |
+| workflows             |        |   ✓    |   ✓   |   ✓   | workflows   |
+| account.read          |   ✓    |   ✓    |   ✓   |   ✓   | account     |
+| keys.own              |        |   ✓    |   ✓   |   ✓   | account     |
+| keys.manage           |        |        |   ✓   |   ✓   | account     |
+| projects.write        |        |        |   ✓   |   ✓   | account     |
+| members.write         |        |        |   ✓   |   ✓   | account     |
+| org.write             |        |        |       |   ✓   | account     |
+| admin.read            | platform admins only                  | admin-read  |
+| admin.write           | platform admins only                  | admin       |
+
+``account.read`` covers me, orgs, projects and members lists. Only an owner may make or
+unmake an owner; the last owner cannot leave or be demoted.
+"""
+
+from __future__ import annotations
+
+from ..errors import InvalidRequest, PermissionDenied
+from .principal import Principal
+
+ROLES = ("viewer", "member", "admin", "owner")
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+SCOPES = ("chat", "knowledge", "workflows", "account", "admin-read", "admin")
+ADMIN_SCOPES = frozenset({"admin-read", "admin"})
+DEFAULT_KEY_SCOPES = ("chat", "knowledge", "workflows")
+
+#: action -> (lowest role that may do it, scope a key needs)
+MATRIX: dict[str, tuple[str, str]] = {
+    "chat": ("member", "chat"),
+    "models.read": ("viewer", "chat"),
+    "conversations.read": ("viewer", "chat"),
+    "conversations.write": ("member", "chat"),
+    "knowledge": ("member", "knowledge"),
+    "workflows": ("member", "workflows"),
+    "account.read": ("viewer", "account"),
+    "keys.own": ("member", "account"),
+    "keys.manage": ("admin", "account"),
+    "projects.write": ("admin", "account"),
+    "members.write": ("admin", "account"),
+    "org.write": ("owner", "account"),
+}
+PLATFORM_ACTIONS = {"admin.read": "admin-read", "admin.write": "admin"}
+
+
+def role_allows(role: str, action: str) -> bool:
+    if action in PLATFORM_ACTIONS:
+        return False
+    return ROLE_RANK.get(role, -1) >= ROLE_RANK[MATRIX[action][0]]
+
+
+def authorize(principal: Principal, action: str) -> None:
+    """Raise :class:`PermissionDenied` unless ``principal`` may do ``action``."""
+    if action in PLATFORM_ACTIONS:
+        scope = PLATFORM_ACTIONS[action]
+        allowed = principal.is_platform_admin and (principal.api_key_id is None or scope in principal.scopes
+                                                   or (scope == "admin-read" and "admin" in principal.scopes))
+    else:
+        if action not in MATRIX:
+            raise KeyError(f"unknown action {action!r}")
+        scope = MATRIX[action][1]
+        allowed = role_allows(principal.role, action) and (principal.api_key_id is None or scope in principal.scopes)
+    if not allowed:
+        raise PermissionDenied(f"your role or key does not allow `{action}`", code="permission_denied",
+                               detail={"action": action})
+
+
+def check_scopes(scopes: list[str] | tuple[str, ...], *, is_platform_admin: bool) -> tuple[str, ...]:
+    """Validate the scopes asked for a new key."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise InvalidRequest(f"unknown scopes {unknown}; known: {list(SCOPES)}", code="invalid_scope", param="scopes")
+    if ADMIN_SCOPES & set(scopes) and not is_platform_admin:
+        raise PermissionDenied("admin scopes are only for platform admins", code="admin_scope_denied")
+    if not scopes:
+        raise InvalidRequest("a key needs at least one scope", code="invalid_scope", param="scopes")
+    return tuple(dict.fromkeys(scopes))
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidRequest(f"role must be one of {list(ROLES)}", code="invalid_role", param="role")
+    return role

@@ -1,0 +1,70 @@
+"""JSON product-API handlers: one helper runs audit + auth + authorisation, opens one
+database session (one unit of work, committed at the edge) and writes the JSON answer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deepspace_lab.auth import Principal
+from deepspace_lab.errors import InvalidRequest
+from deepspace_lab.pipeline import RequestContext
+
+from .base import DeepSpaceHandler
+
+Work = Callable[[RequestContext, AsyncSession], Awaitable[tuple[int, Any]]]
+
+
+class ApiHandler(DeepSpaceHandler):
+    async def api(self, *, action: str, kind: str, work: Work, public: bool = False) -> None:
+        """Run ``work(ctx, session)`` → (status, payload) behind the door steps."""
+
+        async def endpoint(ctx: RequestContext) -> None:
+            async with self.runtime.sessions() as session:
+                status, payload = await work(ctx, session)
+                await session.commit()
+            assert ctx.sink is not None
+            ctx.sink.set_json(b"" if payload is None else orjson.dumps(payload), status=status)
+
+        ctx = self.context(kind=kind, action=action)
+        pipeline = self.runtime.pipeline
+        await (pipeline.run_public(ctx, endpoint) if public else pipeline.run(ctx, endpoint))
+        self.finish_sink()
+
+
+def principal_of(ctx: RequestContext) -> Principal:
+    assert ctx.principal is not None
+    return ctx.principal
+
+
+def json_body(ctx: RequestContext, *, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The request body as a JSON object, with ``required`` fields present."""
+    if not ctx.body.strip():
+        body: Any = {}
+    else:
+        try:
+            body = orjson.loads(ctx.body)
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    for name in required:
+        if body.get(name) in (None, ""):
+            raise InvalidRequest(f"`{name}` is required", code="missing_field", param=name)
+    return body
+
+
+def field(body: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    """A typed optional field of ``body``."""
+    value = body.get(name, default)
+    if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+        raise InvalidRequest(f"`{name}` must be {'a string' if kind is str else 'an ' + kind.__name__}",
+                             code="invalid_type", param=name)
+    return value
+
+
+def iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
