@@ -40,8 +40,10 @@ def principal_of(ctx: RequestContext) -> Principal:
     return ctx.principal
 
 
-def json_body(ctx: RequestContext, *, required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The request body as a JSON object, with ``required`` fields present."""
+def json_body(ctx: RequestContext, *, required: tuple[str, ...] = (),
+              allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The request body as a JSON object, with ``required`` fields present and, when
+    ``allowed`` is given, no other fields (a typo is an error, not silently ignored)."""
     if not ctx.body.strip():
         body: Any = {}
     else:
@@ -51,16 +53,23 @@ def json_body(ctx: RequestContext, *, required: tuple[str, ...] = ()) -> dict[st
             raise InvalidRequest("request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    if allowed is not None:
+        unknown = sorted(set(body) - set(allowed))
+        if unknown:
+            raise InvalidRequest(f"unknown fields {unknown}; allowed: {list(allowed)}", code="unknown_field",
+                                 param=unknown[0])
     for name in required:
-        if body.get(name) in (None, ""):
+        if name not in body:
             raise InvalidRequest(f"`{name}` is required", code="missing_field", param=name)
     return body
 
 
 def field(body: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
-    """A typed optional field of ``body``."""
-    value = body.get(name, default)
-    if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+    """A typed optional field of ``body``: ``default`` when absent; ``null`` or a wrong type is a 400."""
+    if name not in body:
+        return default
+    value = body[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidRequest(f"`{name}` must be {'a string' if kind is str else 'an ' + kind.__name__}",
                              code="invalid_type", param=name)
     return value

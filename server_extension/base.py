@@ -92,11 +92,18 @@ class DeepSpaceHandler(tornado.web.RequestHandler):
         error = self._as_deepspace_error(exc, status_code)
         self.set_status(error.http_status)
         self.set_header("Content-Type", "application/json")
+        if error.http_status == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         if error.retry_after_s is not None:
             self.set_header("Retry-After", str(max(1, round(error.retry_after_s))))
         if not error.retryable:
             self.set_header("x-should-retry", "false")
         self.finish(orjson.dumps(error.to_dict()))
+
+    def allowed_methods(self) -> list[str]:
+        base = tornado.web.RequestHandler
+        return [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+                if getattr(type(self), m.lower()) is not getattr(base, m.lower())]
 
     def _as_deepspace_error(self, exc: BaseException | None, status_code: int) -> DeepSpaceError:
         if isinstance(exc, DeepSpaceError):

@@ -31,7 +31,7 @@ def conversation_json(conv: Any) -> dict[str, Any]:
 class ConversationsHandler(ApiHandler):
     async def post(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            title = field(json_body(ctx), "title", str, "") or ""
+            title = field(json_body(ctx, allowed=("title",)), "title", str, "") or ""
             conv = await create_conversation(session, principal=principal_of(ctx), title=title)
             ctx.detail["conversation_id"] = conv.id
             return 201, conversation_json(conv)
@@ -65,7 +65,7 @@ class ConversationHandler(ApiHandler):
 
     async def patch(self, conversation_id: str) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            title = field(json_body(ctx, required=("title",)), "title", str)
+            title = field(json_body(ctx, required=("title",), allowed=("title",)), "title", str)
             before, conv = await rename_conversation(session, principal=principal_of(ctx),
                                                      conversation_id=conversation_id, title=title)
             ctx.detail.update(conversation_id=conv.id, before={"title": before}, after={"title": conv.title})

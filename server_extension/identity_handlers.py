@@ -32,7 +32,7 @@ from deepspace_lab.auth import (
 )
 from deepspace_lab.auth.models import ApiKey, User
 from deepspace_lab.auth.permissions import DEFAULT_KEY_SCOPES, role_allows
-from deepspace_lab.errors import AuthError, InvalidRequest
+from deepspace_lab.errors import AuthError, InvalidRequest, PermissionDenied
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
 
@@ -46,7 +46,7 @@ class LoginHandler(ApiHandler):
         await self.api(action="", kind="auth.login", work=self._login, public=True)
 
     async def _login(self, ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-        body = json_body(ctx, required=("email", "password"))
+        body = json_body(ctx, required=("email", "password"), allowed=("email", "password"))
         email, password = field(body, "email", str), field(body, "password", str)
         ctx.detail["email"] = email[:320]
         address = ctx.client_ip or "unknown"
@@ -68,7 +68,7 @@ class RefreshHandler(ApiHandler):
         await self.api(action="", kind="auth.refresh", work=self._refresh, public=True)
 
     async def _refresh(self, ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-        token = field(json_body(ctx, required=("refresh_token",)), "refresh_token", str)
+        token = field(json_body(ctx, required=("refresh_token",), allowed=("refresh_token",)), "refresh_token", str)
         pair = await refresh(session, secret_key=self.runtime.settings.require_secret_key(), refresh_token=token,
                              client_ip=ctx.client_ip)
         ctx.detail["user_id"] = pair.user_id
@@ -82,7 +82,8 @@ class LogoutHandler(ApiHandler):
     async def _logout(self, ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
         principal = principal_of(ctx)
         if principal.session_id is None:
-            raise InvalidRequest("logout ends a login session; API keys are revoked instead", code="not_a_session")
+            raise PermissionDenied("logout ends a login session; API keys are revoked instead",
+                                   code="not_a_session")
         await logout(session, session_id=principal.session_id)
         return 204, None
 
@@ -131,7 +132,7 @@ class MembersHandler(ApiHandler):
 
     async def _add(self, ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
         p = principal_of(ctx)
-        body = json_body(ctx, required=("email", "role"))
+        body = json_body(ctx, required=("email", "role"), allowed=("email", "role"))
         member = await add_member(session, org_id=p.org_id, email=field(body, "email", str),
                                   role=field(body, "role", str), acting_role=p.role)
         user = await session.get(User, member.user_id)
@@ -144,7 +145,7 @@ class MemberHandler(ApiHandler):
     async def patch(self, user_id: str) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
             p = principal_of(ctx)
-            role = field(json_body(ctx, required=("role",)), "role", str)
+            role = field(json_body(ctx, required=("role",), allowed=("role",)), "role", str)
             before, after = await change_role(session, org_id=p.org_id, user_id=user_id, role=role,
                                               acting_role=p.role)
             user = await session.get(User, user_id)
@@ -178,7 +179,7 @@ class ProjectsHandler(ApiHandler):
 
     async def post(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            name = field(json_body(ctx, required=("name",)), "name", str)
+            name = field(json_body(ctx, required=("name",), allowed=("name",)), "name", str)
             project = await create_project(session, org_id=principal_of(ctx).org_id, name=name)
             ctx.detail.update(project_id=project.id, after={"name": project.name})
             return 201, _project_json(project)
@@ -196,7 +197,7 @@ class ProjectHandler(ApiHandler):
 
     async def patch(self, project_id: str) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            name = field(json_body(ctx, required=("name",)), "name", str)
+            name = field(json_body(ctx, required=("name",), allowed=("name",)), "name", str)
             before = (await get_project(session, org_id=principal_of(ctx).org_id, project_id=project_id)).name
             project = await rename_project(session, org_id=principal_of(ctx).org_id, project_id=project_id, name=name)
             ctx.detail.update(project_id=project_id, before={"name": before}, after={"name": project.name})
@@ -235,7 +236,7 @@ class KeysHandler(ApiHandler):
 
     async def _create(self, ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
         p = principal_of(ctx)
-        body = json_body(ctx)
+        body = json_body(ctx, allowed=("name", "project_id", "scopes", "expires_at"))
         scopes = field(body, "scopes", list, list(DEFAULT_KEY_SCOPES))
         if not all(isinstance(s, str) for s in scopes):
             raise InvalidRequest("`scopes` is a list of strings", code="invalid_type", param="scopes")

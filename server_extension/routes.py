@@ -5,13 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from deepspace_lab.errors import NotFound
 from deepspace_lab.runtime import Runtime
 
-from . import conversation_handlers, handlers, identity_handlers
+from . import conversation_handlers, handlers, identity_handlers, openapi
+from .base import DeepSpaceHandler
 
 #: Modules with ``default_handlers(runtime)``, mounted in this order.
-ROUTE_MODULES = (handlers, conversation_handlers, identity_handlers)
+ROUTE_MODULES = (handlers, conversation_handlers, identity_handlers, openapi)
+
+
+class UnknownRouteHandler(DeepSpaceHandler):
+    """Anything under /deepspace/ that no route matched: a JSON 404, not tornado's HTML page."""
+
+    def prepare(self) -> None:
+        raise NotFound(f"no route {self.request.path}", code="unknown_url")
 
 
 def all_handlers(runtime: Runtime) -> list[tuple[str, type, dict[str, Any]]]:
-    return [route for module in ROUTE_MODULES for route in module.default_handlers(runtime)]
+    routes = [route for module in ROUTE_MODULES for route in module.default_handlers(runtime)]
+    return [*routes, ("/deepspace/.*", UnknownRouteHandler, {"runtime": runtime})]

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..auth.principal import Principal
 from ..db.base import new_id
 from ..db.paging import encode_cursor, newest_first
-from ..errors import NotFound
+from ..errors import InvalidRequest, NotFound
 from .models import Conversation, Message
 
 
@@ -22,9 +22,19 @@ class Turn:
     tokens: int | None = None
 
 
+MAX_TITLE = 300
+
+
+def _title(title: str) -> str:
+    if len(title) > MAX_TITLE:
+        raise InvalidRequest(f"`title` has at most {MAX_TITLE} characters", code="invalid_value", param="title")
+    return title
+
+
 async def create_conversation(session: AsyncSession, *, principal: Principal, title: str = "") -> Conversation:
+    title = _title(title)
     conv = Conversation(id=new_id("conv"), org_id=principal.org_id, project_id=principal.project_id,
-                        user_id=principal.user_id, title=title[:300])
+                        user_id=principal.user_id, title=title)
     session.add(conv)
     await session.flush()
     return conv
@@ -79,7 +89,7 @@ async def rename_conversation(session: AsyncSession, *, principal: Principal, co
                               title: str) -> tuple[str, Conversation]:
     """Returns (old title, conversation)."""
     conv = await get_conversation(session, principal=principal, conversation_id=conversation_id)
-    before, conv.title = conv.title, title[:300]
+    before, conv.title = conv.title, _title(title)
     await session.flush()
     return before, conv
 

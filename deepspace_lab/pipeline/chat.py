@@ -83,7 +83,8 @@ def parse_chat_request(raw: bytes, headers: Mapping[str, str], *, max_body_bytes
         param = f"messages[{index}]"
         if not isinstance(message, dict):
             raise _bad(f"`{param}` must be an object", code="invalid_type", param=param)
-        if message.get("role") not in ROLES:
+        role = message.get("role")
+        if not isinstance(role, str) or role not in ROLES:
             raise _bad(f"`{param}.role` must be one of {sorted(ROLES)}", code="invalid_value", param=f"{param}.role")
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):

@@ -1,0 +1,217 @@
+"""The OpenAPI 3 document of every route (``GET /deepspace/api/openapi.json``).
+
+Written by hand next to the handlers; tests keep it exact: each route and method here has a
+handler and each handler method is here, and schemathesis checks live answers against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepspace_lab import __version__
+
+from .base import DeepSpaceHandler
+
+ID = {"type": "string", "pattern": "^[A-Za-z0-9_]{1,40}$"}
+TIME = {"type": "string", "format": "date-time"}
+NTIME = {"type": ["string", "null"], "format": "date-time"}
+STR = {"type": "string"}
+NSTR = {"type": ["string", "null"]}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(props: dict[str, Any], required: list[str] | None = None, extra: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": extra}
+    if required is not None:
+        schema["required"] = required
+    return schema
+
+
+def listing(item: str, *, paged: bool = False) -> dict[str, Any]:
+    props: dict[str, Any] = {"data": {"type": "array", "items": ref(item)}}
+    if paged:
+        props["next_cursor"] = NSTR
+    return obj(props, list(props))
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": obj({"error": obj({"message": STR, "type": STR, "param": NSTR, "code": STR}, ["message", "type", "code"],
+                               extra=True)}, ["error"]),
+    "ChatMessage": obj({"role": {"enum": ["system", "developer", "user", "assistant", "tool", "function"]},
+                        "content": {"type": ["string", "array", "null"]}}, ["role"], extra=True),
+    "ChatCompletionRequest": obj({
+        "model": {"type": "string", "minLength": 1},
+        "messages": {"type": "array", "minItems": 1, "items": ref("ChatMessage")},
+        "stream": {"type": "boolean"},
+        "stream_options": {"type": "object"},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "max_completion_tokens": {"type": "integer", "minimum": 1},
+        "temperature": {"type": "number"},
+        "top_p": {"type": "number"},
+        "n": {"type": "integer", "minimum": 1},
+        "conversation_id": {**ID, "description": "store this turn under a conversation of yours (DeepSpace extra)"},
+    }, ["model", "messages"], extra=True),
+    "ChatCompletion": obj({"id": STR, "object": STR, "model": STR, "choices": {"type": "array"},
+                           "usage": {"type": ["object", "null"]}}, ["id", "choices"], extra=True),
+    "Model": obj({"id": STR, "object": STR, "created": {"type": "integer"}, "owned_by": STR,
+                  "context_window": {"type": "integer"}, "description": STR}, ["id", "object"]),
+    "ModelList": obj({"object": {"const": "list"}, "data": {"type": "array", "items": ref("Model")}},
+                     ["object", "data"]),
+    "Conversation": obj({"id": STR, "object": {"const": "conversation"}, "title": STR, "project_id": STR,
+                         "created_at": TIME}, ["id", "object", "title", "project_id", "created_at"]),
+    "Message": obj({"role": STR, "content": STR, "model": NSTR, "tokens": {"type": ["integer", "null"]},
+                    "trace_id": STR, "request_id": STR, "created_at": TIME}),
+    "ConversationWithMessages": {"allOf": [ref("Conversation")], "type": "object",
+                                 "properties": {"messages": {"type": "array", "items": ref("Message")}},
+                                 "required": ["messages"]},
+    "ConversationList": listing("Conversation", paged=True),
+    "NewConversation": obj({"title": {"type": "string", "maxLength": 300}}),
+    "Rename": obj({"title": {"type": "string", "maxLength": 300}}, ["title"]),
+    "Login": obj({"email": {"type": "string", "minLength": 1}, "password": {"type": "string", "minLength": 1}},
+                 ["email", "password"]),
+    "Refresh": obj({"refresh_token": {"type": "string", "minLength": 1}}, ["refresh_token"]),
+    "TokenPair": obj({"access_token": STR, "token_type": {"const": "bearer"}, "expires_in": {"type": "integer"},
+                      "refresh_token": STR, "refresh_expires_at": TIME},
+                     ["access_token", "token_type", "expires_in", "refresh_token"]),
+    "OrgRef": obj({"id": STR, "name": STR, "role": STR}, ["id", "name", "role"]),
+    "OrgList": listing("OrgRef"),
+    "Me": obj({"user": obj({"id": STR, "email": STR, "name": STR, "is_platform_admin": {"type": "boolean"}}),
+               "org_id": STR, "project_id": STR, "role": STR, "via": {"enum": ["api_key", "jwt"]},
+               "scopes": {"type": ["array", "null"], "items": STR}, "orgs": {"type": "array", "items": ref("OrgRef")}},
+              ["user", "org_id", "project_id", "role", "via"]),
+    "Member": obj({"user_id": STR, "email": STR, "name": STR, "role": STR, "status": STR},
+                  ["user_id", "email", "role"]),
+    "MemberList": listing("Member"),
+    "NewMember": obj({"email": {"type": "string", "minLength": 1},
+                      "role": {"enum": ["viewer", "member", "admin", "owner"]}}, ["email", "role"]),
+    "RoleChange": obj({"role": {"enum": ["viewer", "member", "admin", "owner"]}}, ["role"]),
+    "Project": obj({"id": STR, "org_id": STR, "name": STR, "created_at": TIME}, ["id", "org_id", "name"]),
+    "ProjectList": listing("Project"),
+    "ProjectName": obj({"name": {"type": "string", "minLength": 1, "maxLength": 200}}, ["name"]),
+    "ApiKey": obj({"id": STR, "name": STR, "prefix": STR, "project_id": STR, "user_id": STR,
+                   "scopes": {"type": "array", "items": STR}, "created_at": TIME, "expires_at": NTIME,
+                   "revoked_at": NTIME, "last_used_at": NTIME, "api_key": STR},
+                  ["id", "prefix", "project_id", "scopes"]),
+    "ApiKeyList": listing("ApiKey"),
+    "NewApiKey": obj({"name": {"type": "string", "maxLength": 200}, "project_id": ID,
+                      "scopes": {"type": "array", "items": {"enum": ["chat", "knowledge", "workflows", "account",
+                                                                     "admin-read", "admin"]}},
+                      "expires_at": {"type": "string", "format": "date-time"}}),
+    "Health": obj({"status": STR, "version": STR, "upstream": {"enum": ["simulated", "configured"]}},
+                  ["status", "version", "upstream"]),
+    "Ready": obj({"status": {"enum": ["ready", "not_ready"]}, "checks": {"type": "object"},
+                  "upstream_simulated": {"type": "boolean"}}, ["status", "checks"]),
+}
+
+ERRORS = {code: {"description": text, "content": {"application/json": {"schema": ref("Error")}}}
+          for code, text in (("400", "bad input"), ("401", "missing or invalid credentials"),
+                             ("403", "not allowed"), ("404", "not found (also: another tenant's id)"),
+                             ("409", "conflict"), ("429", "rate limited"), ("502", "upstream failed"),
+                             ("503", "not ready"), ("504", "upstream timed out"))}
+
+
+def op(summary: str, ok: str, schema: str | None, *, body: str | None = None, errors: tuple[str, ...] = (),
+       public: bool = False, params: list[dict[str, Any]] | None = None, sse: bool = False,
+       body_required: bool = True) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": "OK"}
+    if schema is not None:
+        content: dict[str, Any] = {"application/json": {"schema": ref(schema)}}
+        if sse:
+            content["text/event-stream"] = {"schema": {"type": "string"}}
+        response["content"] = content
+    operation: dict[str, Any] = {"summary": summary, "responses": {ok: response}}
+    codes = set(errors) | ({"400"} if body or params else set()) | (set() if public else {"401", "403"})
+    for code in sorted(codes):
+        operation["responses"][code] = ERRORS[code]
+    if body is not None:
+        operation["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": ref(body)}}}
+    if public:
+        operation["security"] = []
+    if params:
+        operation["parameters"] = params
+    return operation
+
+
+def path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": ID}
+
+
+PAGING = [{"name": "cursor", "in": "query", "required": False, "schema": STR},
+          {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1,
+                                                                          "maximum": 200}}]
+A = "/deepspace/api"
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/deepspace/v1/chat/completions": {"post": op(
+        "OpenAI-compatible chat completion (stream or not)", "200", "ChatCompletion", body="ChatCompletionRequest",
+        errors=("404", "429", "502", "504"), sse=True)},
+    "/deepspace/v1/models": {"get": op("Models you may use", "200", "ModelList")},
+    f"{A}/health": {"get": op("Liveness", "200", "Health", public=True)},
+    f"{A}/health/ready": {"get": op("Readiness of database, Redis and upstream", "200", "Ready", public=True,
+                                    errors=("503",))},
+    f"{A}/openapi.json": {"get": {"summary": "This document", "security": [],
+                                  "responses": {"200": {"description": "OK",
+                                                        "content": {"application/json": {"schema": {}}}}}}},
+    f"{A}/auth/login": {"post": op("Log in with email and password", "200", "TokenPair", body="Login", public=True,
+                                   errors=("401", "429"))},
+    f"{A}/auth/refresh": {"post": op("Rotate a refresh token for a new pair", "200", "TokenPair", body="Refresh",
+                                     public=True, errors=("401",))},
+    f"{A}/auth/logout": {"post": op("End the login session of this access token (not for API keys: 403)", "204",
+                                    None)},
+    f"{A}/me": {"get": op("Who you are, where you act", "200", "Me")},
+    f"{A}/orgs": {"get": op("Your orgs and your role in each", "200", "OrgList")},
+    f"{A}/members": {"get": op("Members of your org", "200", "MemberList"),
+                     "post": op("Add a user to your org", "201", "Member", body="NewMember", errors=("404", "409"))},
+    f"{A}/members/{{user_id}}": {
+        "patch": op("Change a member's role", "200", "Member", body="RoleChange", errors=("404", "409"),
+                    params=[path_id("user_id")]),
+        "delete": op("Remove a member", "204", None, errors=("404", "409"), params=[path_id("user_id")])},
+    f"{A}/projects": {"get": op("Projects of your org", "200", "ProjectList"),
+                      "post": op("Create a project", "201", "Project", body="ProjectName", errors=("409",))},
+    f"{A}/projects/{{project_id}}": {
+        "get": op("A project", "200", "Project", errors=("404",), params=[path_id("project_id")]),
+        "patch": op("Rename a project", "200", "Project", body="ProjectName", errors=("404", "409"),
+                    params=[path_id("project_id")]),
+        "delete": op("Delete an empty project", "204", None, errors=("404", "409"), params=[path_id("project_id")])},
+    f"{A}/keys": {"get": op("API keys (yours; all of the org's for admins)", "200", "ApiKeyList"),
+                  "post": op("Create an API key (shown once)", "201", "ApiKey", body="NewApiKey", errors=("404",),
+                            body_required=False)},
+    f"{A}/keys/{{key_id}}": {"delete": op("Revoke an API key", "200", "ApiKey", errors=("404",),
+                                          params=[path_id("key_id")])},
+    f"{A}/conversations": {
+        "get": op("Conversations of your project, newest first", "200", "ConversationList", params=PAGING),
+        "post": op("Create a conversation", "201", "Conversation", body="NewConversation", body_required=False)},
+    f"{A}/conversations/{{conversation_id}}": {
+        "get": op("A conversation with its messages", "200", "ConversationWithMessages", errors=("404",),
+                  params=[path_id("conversation_id")]),
+        "patch": op("Rename a conversation", "200", "Conversation", body="Rename", errors=("404",),
+                    params=[path_id("conversation_id")]),
+        "delete": op("Delete a conversation and its messages", "204", None, errors=("404",),
+                     params=[path_id("conversation_id")])},
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "DeepSpace Lab Gateway", "version": __version__,
+                 "description": "OpenAI-compatible model access plus the product API. Credentials: "
+                                "`Authorization: Bearer <API key dsk_… or access token>`; with an access token, "
+                                "`X-DeepSpace-Project` names the project."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": SCHEMAS},
+        "paths": PATHS,
+    }
+
+
+class OpenApiHandler(DeepSpaceHandler):
+    async def get(self) -> None:
+        self.write_json(openapi_document())
+
+
+def default_handlers(runtime: Any) -> list[tuple[str, type, dict[str, Any]]]:
+    return [(A + "/openapi.json", OpenApiHandler, {"runtime": runtime})]
