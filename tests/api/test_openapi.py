@@ -20,7 +20,7 @@ def _served() -> set[tuple[str, str]]:
         if handler is UnknownRouteHandler:
             continue
         names = iter(re.findall(r"\{(\w+)\}", _template_for(pattern)))
-        path = re.sub(r"\([^)]*\)", lambda _: "{" + next(names) + "}", pattern)
+        path = re.sub(r"\([^)]*\)", lambda _, names=names: "{" + next(names) + "}", pattern)
         served |= {(path, method) for method in METHODS if method in vars(handler)}
     return served
 
