@@ -22,6 +22,11 @@ from .routes import all_handlers
 _TRAIT_TYPES: dict[type, type[TraitType[Any, Any]]] = {str: Unicode, int: Int, float: Float}
 
 
+#: Settings whose plain name is already a trait of Jupyter's Application classes get a prefix.
+TRAIT_NAMES = {name: name for name in SPECS} | {
+    "data_dir": "deepspace_data_dir", "log_level": "deepspace_log_level", "log_format": "deepspace_log_format"}
+
+
 def _trait(name: str) -> Any:
     spec = SPECS[name]
     return _TRAIT_TYPES[spec.type](None, allow_none=True, help=f"{spec.help} (env {spec.env})").tag(config=True)
@@ -31,7 +36,7 @@ class DeepSpaceApp(ExtensionApp):
     name = "deepspace_lab"
     description = "DeepSpace Lab Gateway: metered, audited OpenAI-compatible access to models"
 
-    data_dir = _trait("data_dir")
+    deepspace_data_dir = _trait("data_dir")
     database_url = _trait("database_url")
     redis_url = _trait("redis_url")
     upstream_base_url = _trait("upstream_base_url")
@@ -46,11 +51,11 @@ class DeepSpaceApp(ExtensionApp):
     catalog_cache_ttl_s = _trait("catalog_cache_ttl_s")
     simulator_token_latency_ms = _trait("simulator_token_latency_ms")
     pipeline_steps = _trait("pipeline_steps")
-    log_level = _trait("log_level")
-    log_format = _trait("log_format")
+    deepspace_log_level = _trait("log_level")
+    deepspace_log_format = _trait("log_format")
 
     def deepspace_settings(self) -> Settings:
-        return Settings.from_env({name: getattr(self, name) for name in SPECS})
+        return Settings.from_env({name: getattr(self, trait) for name, trait in TRAIT_NAMES.items()})
 
     def initialize_settings(self) -> None:
         settings = self.deepspace_settings()

@@ -19,12 +19,13 @@ def test_readme_configuration_table_lists_every_setting_and_nothing_else() -> No
 
 
 def test_every_setting_is_a_trait_of_the_extension_with_help() -> None:
-    from deepspace_lab.server_extension.app import DeepSpaceApp
+    from deepspace_lab.server_extension.app import TRAIT_NAMES, DeepSpaceApp
 
     traits = DeepSpaceApp.class_own_traits(config=True)
+    assert set(TRAIT_NAMES) == {spec.name for spec in SETTINGS}
+    assert set(traits) == set(TRAIT_NAMES.values())
     for spec in SETTINGS:
-        assert spec.name in traits, spec.name
-        assert spec.env in (traits[spec.name].help or "")
+        assert spec.env in (traits[TRAIT_NAMES[spec.name]].help or "")
 
 
 def test_defaults_put_everything_in_the_data_dir(tmp_path: Path) -> None:

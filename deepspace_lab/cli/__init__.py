@@ -30,7 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Only `lab` passes unknown options on (to JupyterLab, e.g. --ServerApp.token=...).
+        if args.command != "lab":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.jupyter_args = [*args.jupyter_args, *(extra[1:] if extra[0] == "--" else extra)]
     try:
         settings = Settings.from_env()
         configure_logging(level=settings.log_level, fmt=settings.log_format)

@@ -178,7 +178,7 @@ def register(sub: Any) -> None:
     p.add_argument("--no-browser", action="store_true")
     p.add_argument("--email", default="admin@localhost")
     p.add_argument("--password")
-    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to JupyterLab")
+    p.add_argument("jupyter_args", nargs="*", help="passed on to JupyterLab (e.g. --ServerApp.token=...)")
     p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("gateway", help="run the Gateway without Jupyter (for several processes behind a balancer)")

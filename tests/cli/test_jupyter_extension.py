@@ -144,11 +144,6 @@ def test_health_answers_without_credentials(server: tuple[Proc, str]) -> None:
     assert ready["status"] == "ready" and ready["checks"]["database"] == "ok"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: DeepSpaceApp declares traits named log_level/log_format/data_dir, shadowing "
-    "traitlets Application.log_level/log_format and JupyterApp.data_dir; with log_level=None the "
-    "extension's logger cannot be configured, linking fails ('error linking extension: Unable to "
-    "configure handler console') and --DeepSpaceApp.*/c.DeepSpaceApp.* config is silently ignored"))
 def test_the_extension_links_cleanly(server: tuple[Proc, str]) -> None:
     proc, _root = server
     log = proc.stderr + proc.stdout
@@ -212,10 +207,6 @@ def test_deepspace_lab_lab_first_run(spawn: Processes, tmp_path: Path) -> None:
     assert proc.stop(signal.SIGTERM) == 0, proc.describe()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: `deepspace-lab lab` declares its JupyterLab pass-through as a REMAINDER positional, "
-    "so argparse rejects `--ServerApp.token=...` ('unrecognized arguments'); with `--` in front the "
-    "`--` itself is forwarded and JupyterLab reads the rest as files to open"))
 def test_deepspace_lab_lab_forwards_jupyter_options(spawn: Processes, tmp_path: Path) -> None:
     home = make_home(tmp_path, init=False)
     port = free_port()
