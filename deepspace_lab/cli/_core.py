@@ -1,4 +1,4 @@
-"""Core commands: init, migrate, doctor, lab, gateway, simulator, models, keys."""
+"""Core commands: init, migrate, doctor, lab, gateway, simulator, models."""
 
 from __future__ import annotations
 
@@ -124,36 +124,6 @@ def _run_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _run_keys(args: argparse.Namespace, settings: Settings) -> int:
-    from sqlalchemy import select
-
-    from ..auth import create_api_key
-    from ..auth.models import OrgMember, Project, User
-    from ..errors import NotFound
-
-    async def work(session: AsyncSession) -> dict[str, Any]:
-        found = await session.execute(select(User).where(User.email == args.email.lower()))
-        user = found.scalar_one_or_none()
-        if user is None:
-            raise NotFound(f"no user {args.email!r}", code="user_not_found")
-        query = select(Project).join(OrgMember, OrgMember.org_id == Project.org_id).where(OrgMember.user_id == user.id)
-        if args.project:
-            query = query.where(Project.id == args.project)
-        project = (await session.execute(query.order_by(Project.created_at).limit(1))).scalar_one_or_none()
-        if project is None:
-            raise NotFound("no project of this user matches", code="project_not_found")
-        row, plaintext = await create_api_key(
-            session, secret_key=settings.require_secret_key(), org_id=project.org_id, project_id=project.id,
-            user_id=user.id, name=args.name)
-        await session.commit()
-        return {"api_key": plaintext, "key_id": row.id, "prefix": row.prefix, "org_id": project.org_id,
-                "project_id": project.id}
-
-    result = in_session(settings, work)
-    emit(args, result, f"API key (shown once): {result['api_key']}\n  project {result['project_id']}")
-    return 0
-
-
 def register(sub: Any) -> None:
     """Add the core commands to the ``deepspace-lab`` subparsers."""
 
@@ -204,12 +174,3 @@ def register(sub: Any) -> None:
     q.add_argument("--description", default="")
     q.add_argument("--json", action="store_true")
     p.set_defaults(func=_run_models)
-
-    p = sub.add_parser("keys", help="API keys")
-    ksub = p.add_subparsers(dest="keys_cmd", required=True, metavar="ACTION")
-    q = ksub.add_parser("create", help="create an API key for a user's project (shown once)")
-    q.add_argument("--email", default="admin@localhost")
-    q.add_argument("--project", help="project id (default: the user's first project)")
-    q.add_argument("--name", default="cli")
-    q.add_argument("--json", action="store_true")
-    p.set_defaults(func=_run_keys)
