@@ -75,8 +75,11 @@ class DeepSpaceHandler(tornado.web.RequestHandler):
         sink = self.sink
         if sink.json_body is not None:
             self.set_status(sink.json_status)
-            self.set_header("Content-Type", "application/json")
-            self.finish(sink.json_body)
+            if sink.json_body:
+                self.set_header("Content-Type", "application/json")
+                self.finish(sink.json_body)
+            else:
+                self.finish()  # 204: no body, no content type
         elif not sink.client_gone:
             try:
                 self.finish(sink.final_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -69,8 +70,12 @@ class Gateway:
     def audit_rows(self, **where: Any) -> list[dict[str, Any]]:
         clauses = " AND ".join(f"{k} = :{k}" for k in where) or "1=1"
         with self.db.connect() as conn:
-            rows = conn.execute(text(f"SELECT * FROM audit_logs WHERE {clauses} ORDER BY id"), where)
-            return [dict(r._mapping) for r in rows]
+            rows = [dict(r._mapping) for r in conn.execute(
+                text(f"SELECT * FROM audit_logs WHERE {clauses} ORDER BY id"), where)]
+        for row in rows:  # JSON comes back as text from SQLite through a raw query
+            if isinstance(row["detail"], str):
+                row["detail"] = json.loads(row["detail"])
+        return rows
 
     def close(self) -> None:
         async def stop() -> None:

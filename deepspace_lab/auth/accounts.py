@@ -114,7 +114,7 @@ async def list_members(session: AsyncSession, *, org_id: str) -> list[tuple[User
     rows = await session.execute(
         select(User, OrgMember).join(OrgMember, OrgMember.user_id == User.id)
         .where(OrgMember.org_id == org_id).order_by(OrgMember.created_at, User.id))
-    return [(user, member) for user, member in rows.tuples()]
+    return [(user, member) for user, member in rows]
 
 
 async def _member(session: AsyncSession, *, org_id: str, user_id: str) -> OrgMember:

@@ -95,7 +95,7 @@ def test_every_streamed_request_is_audited_with_its_usage(gateway: Gateway) -> N
         trace = response.headers["X-Trace-Id"]
     (row,) = gateway.audit_rows(trace_id=trace)
     assert row["status_code"] == 200 and row["error_code"] is None
-    detail = row["detail"] if isinstance(row["detail"], dict) else __import__("json").loads(row["detail"])
+    detail = row["detail"]
     assert detail["stream"] is True and detail["completion_tokens"] == 24
     assert detail["upstream_response_id"].startswith("chatcmpl-sim-")
 

@@ -68,7 +68,7 @@ def test_an_extension_step_runs_inside_the_core_steps(gateway: Gateway, monkeypa
     assert response.status_code == 200
     assert CALLS == ["tag:before", "tag:after:True"]
     (row,) = gateway.audit_rows(trace_id=response.headers["X-Trace-Id"])
-    detail = row["detail"] if isinstance(row["detail"], dict) else __import__("json").loads(row["detail"])
+    detail = row["detail"]
     assert detail["tagged"] is True
 
 

@@ -1,0 +1,164 @@
+"""No way across tenants: org B gets 404 for org A's objects on every route.
+
+The walk test makes a new route fail until it has a case here (or a stated exemption).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from deepspace_lab.server_extension.openapi import openapi_document
+
+from .conftest import World
+
+MODEL = "deepspace-simulated-chat"
+
+
+def _a_conversation(world: World) -> str:
+    response = world.call("POST", "/conversations", key=world.a.people["owner"].key, json={"title": "secret"})
+    return str(response.json()["id"])
+
+
+def _a_project(world: World) -> str:
+    return str(world.call("POST", "/projects", key=world.a.people["owner"].key, json={"name": "hidden"}).json()["id"])
+
+
+def _b(world: World) -> str:
+    return world.b.people["owner"].key
+
+
+def chat_with_foreign_conversation(world: World) -> None:
+    conv = _a_conversation(world)
+    response = world.call("POST", "/deepspace/v1/chat/completions", key=_b(world),
+                          json={"model": MODEL, "messages": [{"role": "user", "content": "x"}],
+                                "conversation_id": conv})
+    assert response.status_code == 404
+    detail = world.call("GET", f"/conversations/{conv}", key=world.a.people["owner"].key).json()
+    assert detail["messages"] == []
+
+
+def me_shows_only_own(world: World) -> None:
+    me = world.call("GET", "/me", key=_b(world)).json()
+    assert me["org_id"] == world.b.id and [o["id"] for o in me["orgs"]] == [world.b.id]
+
+
+def orgs_lists_only_own(world: World) -> None:
+    assert [o["id"] for o in world.call("GET", "/orgs", key=_b(world)).json()["data"]] == [world.b.id]
+
+
+def members_lists_only_own(world: World) -> None:
+    emails = {m["email"] for m in world.call("GET", "/members", key=_b(world)).json()["data"]}
+    assert emails and all(e.endswith("-b@example.org") for e in emails)
+
+
+def member_change_foreign(world: World) -> None:
+    target = world.a.people["member"].user_id
+    assert world.call("PATCH", f"/members/{target}", key=_b(world), json={"role": "admin"}).status_code == 404
+    assert world.call("DELETE", f"/members/{target}", key=_b(world)).status_code == 404
+    roles = {m["user_id"]: m["role"] for m in world.call("GET", "/members", key=world.a.people["owner"].key)
+             .json()["data"]}
+    assert roles[target] == "member"
+
+
+def projects_list_only_own(world: World) -> None:
+    _a_project(world)
+    ids = {p["id"] for p in world.call("GET", "/projects", key=_b(world)).json()["data"]}
+    assert ids == {world.b.project_id}
+
+
+def project_create_lands_in_own_org(world: World) -> None:
+    created = world.call("POST", "/projects", key=_b(world), json={"name": "mine"}).json()
+    assert created["org_id"] == world.b.id
+
+
+def project_foreign(world: World) -> None:
+    project = _a_project(world)
+    b = _b(world)
+    assert world.call("GET", f"/projects/{project}", key=b).status_code == 404
+    assert world.call("PATCH", f"/projects/{project}", key=b, json={"name": "pwned"}).status_code == 404
+    assert world.call("DELETE", f"/projects/{project}", key=b).status_code == 404
+    assert world.call("GET", f"/projects/{project}", key=world.a.people["owner"].key).json()["name"] == "hidden"
+
+
+def keys_list_only_own(world: World) -> None:
+    ids = {k["id"] for k in world.call("GET", "/keys", key=_b(world)).json()["data"]}
+    assert ids and not ids & {p.key_id for p in world.a.people.values()}
+
+
+def key_create_cannot_target_foreign_project(world: World) -> None:
+    response = world.call("POST", "/keys", key=_b(world), json={"project_id": world.a.project_id})
+    assert response.status_code == 404
+
+
+def key_revoke_foreign(world: World) -> None:
+    victim = world.a.people["member"]
+    assert world.call("DELETE", f"/keys/{victim.key_id}", key=_b(world)).status_code == 404
+    assert world.call("GET", "/me", key=victim.key).status_code == 200
+
+
+def conversations_list_only_own(world: World) -> None:
+    _a_conversation(world)
+    assert world.call("GET", "/conversations", key=_b(world)).json()["data"] == []
+
+
+def conversation_create_lands_in_own_project(world: World) -> None:
+    created = world.call("POST", "/conversations", key=_b(world), json={}).json()
+    assert created["project_id"] == world.b.project_id
+
+
+def conversation_foreign(world: World) -> None:
+    conv = _a_conversation(world)
+    b = _b(world)
+    assert world.call("GET", f"/conversations/{conv}", key=b).status_code == 404
+    assert world.call("PATCH", f"/conversations/{conv}", key=b, json={"title": "pwned"}).status_code == 404
+    assert world.call("DELETE", f"/conversations/{conv}", key=b).status_code == 404
+    assert world.call("GET", f"/conversations/{conv}", key=world.a.people["owner"].key).json()["title"] == "secret"
+
+
+A = "/deepspace/api"
+CASES: dict[tuple[str, str], Callable[[World], None]] = {
+    ("/deepspace/v1/chat/completions", "post"): chat_with_foreign_conversation,
+    (f"{A}/me", "get"): me_shows_only_own,
+    (f"{A}/orgs", "get"): orgs_lists_only_own,
+    (f"{A}/members", "get"): members_lists_only_own,
+    (f"{A}/members/{{user_id}}", "patch"): member_change_foreign,
+    (f"{A}/members/{{user_id}}", "delete"): member_change_foreign,
+    (f"{A}/projects", "get"): projects_list_only_own,
+    (f"{A}/projects", "post"): project_create_lands_in_own_org,
+    (f"{A}/projects/{{project_id}}", "get"): project_foreign,
+    (f"{A}/projects/{{project_id}}", "patch"): project_foreign,
+    (f"{A}/projects/{{project_id}}", "delete"): project_foreign,
+    (f"{A}/keys", "get"): keys_list_only_own,
+    (f"{A}/keys", "post"): key_create_cannot_target_foreign_project,
+    (f"{A}/keys/{{key_id}}", "delete"): key_revoke_foreign,
+    (f"{A}/conversations", "get"): conversations_list_only_own,
+    (f"{A}/conversations", "post"): conversation_create_lands_in_own_project,
+    (f"{A}/conversations/{{conversation_id}}", "get"): conversation_foreign,
+    (f"{A}/conversations/{{conversation_id}}", "patch"): conversation_foreign,
+    (f"{A}/conversations/{{conversation_id}}", "delete"): conversation_foreign,
+}
+#: Routes with no tenant data, or that act only on the caller's own credential.
+EXEMPT = {
+    ("/deepspace/v1/models", "get"): "the catalog is the deployment's, not a tenant's",
+    (f"{A}/health", "get"): "public, no tenant data",
+    (f"{A}/health/ready", "get"): "public, no tenant data",
+    (f"{A}/openapi.json", "get"): "public, no tenant data",
+    (f"{A}/auth/login", "post"): "takes credentials, returns only the caller's own tokens",
+    (f"{A}/auth/refresh", "post"): "takes a refresh token, returns only its own session's tokens",
+    (f"{A}/auth/logout", "post"): "ends the caller's own session",
+    (f"{A}/members", "post"): "adds to the caller's own org only (see test_roles)",
+}
+
+
+def test_every_route_has_a_tenancy_case_or_a_stated_exemption() -> None:
+    operations = {(path, method) for path, ops in openapi_document()["paths"].items() for method in ops}
+    assert operations == set(CASES) | set(EXEMPT)
+    assert not set(CASES) & set(EXEMPT)
+
+
+@pytest.mark.parametrize("case", sorted({f.__name__: f for f in CASES.values()}.values(), key=lambda f: f.__name__),
+                         ids=lambda f: f.__name__)
+def test_org_b_cannot_reach_org_a(world: World, case: Callable[[World], None]) -> None:
+    case(world)
