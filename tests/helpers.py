@@ -9,8 +9,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from deepspace_lab.server_extension.lifecycle import GatewayLifecycle
-from deepspace_lab.server_extension.standalone import make_gateway_server
 from sqlalchemy import Engine, select, text
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -19,6 +17,8 @@ from deepspace_lab.auth import create_api_key, create_org, create_project, creat
 from deepspace_lab.config import Settings
 from deepspace_lab.db import make_async_engine, make_sessionmaker, make_sync_engine
 from deepspace_lab.runtime import Runtime
+from deepspace_lab.server_extension.lifecycle import GatewayLifecycle
+from deepspace_lab.server_extension.standalone import make_gateway_server
 
 T = TypeVar("T")
 TEST_SECRET = "test-secret-key-not-for-production-0123456789"

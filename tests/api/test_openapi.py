@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+
 from deepspace_lab.server_extension.openapi import openapi_document
 from deepspace_lab.server_extension.routes import UnknownRouteHandler, all_handlers
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 import schemathesis
-from deepspace_lab.server_extension.openapi import openapi_document
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
+
+from deepspace_lab.server_extension.openapi import openapi_document
 
 from ..helpers import make_tenant
 

@@ -13,8 +13,9 @@ import httpx
 import openai
 import orjson
 import pytest
-from deepspace_lab.server_extension.simulator import start_simulator
 from openai import OpenAI
+
+from deepspace_lab.server_extension.simulator import start_simulator
 
 MODEL = "deepspace-simulated-chat"
 
