@@ -82,6 +82,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("pipeline_steps", str, "",
                 "Comma-separated extension steps (entry-point group deepspace_lab.pipeline_steps) "
                 "to run between the core steps, in order. Core steps cannot be listed."),
+    SettingSpec("jupyterhub_api_url", str, None,
+                "Remote mode, on the gateway: the JupyterHub API (https://hub/hub/api) against which a "
+                "Jupyter server's Hub token is checked before its user gets a DeepSpace token."),
+    SettingSpec("jupyter_user_org", str, None,
+                "Remote mode: the org (id) where Jupyter users are created on first use."),
+    SettingSpec("jupyter_user_role", str, "member", "Remote mode: the role Jupyter users get on first use."),
     SettingSpec("log_level", str, "INFO", "Log level of the gateway and CLI."),
     SettingSpec("log_format", str, "text", "`text` or `json` (one JSON object a line)."),
 )
@@ -113,6 +119,9 @@ class Settings:
     catalog_cache_ttl_s: float = 5.0
     simulator_token_latency_ms: float = 15.0
     pipeline_steps: str = ""
+    jupyterhub_api_url: str | None = None
+    jupyter_user_org: str | None = None
+    jupyter_user_role: str = "member"
     log_level: str = "INFO"
     log_format: str = "text"
 

@@ -16,6 +16,7 @@ from deepspace_lab.config import SPECS, Settings
 from deepspace_lab.logs import configure_logging
 from deepspace_lab.runtime import Runtime
 
+from .jupyter_handlers import KERNEL_TOKEN_PATH, KernelTokenHandler
 from .lifecycle import GatewayLifecycle
 from .routes import all_handlers
 
@@ -51,6 +52,9 @@ class DeepSpaceApp(ExtensionApp):
     catalog_cache_ttl_s = _trait("catalog_cache_ttl_s")
     simulator_token_latency_ms = _trait("simulator_token_latency_ms")
     pipeline_steps = _trait("pipeline_steps")
+    jupyterhub_api_url = _trait("jupyterhub_api_url")
+    jupyter_user_org = _trait("jupyter_user_org")
+    jupyter_user_role = _trait("jupyter_user_role")
     deepspace_log_level = _trait("log_level")
     deepspace_log_format = _trait("log_format")
 
@@ -65,6 +69,8 @@ class DeepSpaceApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(all_handlers(self.runtime))
+        # Before the catch-all 404 of all_handlers? Tornado matches in order, so insert first.
+        self.handlers.insert(0, (KERNEL_TOKEN_PATH, KernelTokenHandler, {"runtime": self.runtime}))
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await self.lifecycle.start()

@@ -72,6 +72,7 @@ SCHEMAS: dict[str, Any] = {
     "Rename": obj({"title": {"type": "string", "maxLength": 300}}, ["title"]),
     "Login": obj({"email": {"type": "string", "minLength": 1}, "password": {"type": "string", "minLength": 1}},
                  ["email", "password"]),
+    "HubToken": obj({"hub_token": {"type": "string", "minLength": 1}}, ["hub_token"]),
     "Refresh": obj({"refresh_token": {"type": "string", "minLength": 1}}, ["refresh_token"]),
     "TokenPair": obj({"access_token": STR, "token_type": {"const": "bearer"}, "expires_in": {"type": "integer"},
                       "refresh_token": STR, "refresh_expires_at": TIME},
@@ -159,6 +160,9 @@ PATHS: dict[str, dict[str, Any]] = {
                                    errors=("401", "429"))},
     f"{A}/auth/refresh": {"post": op("Rotate a refresh token for a new pair", "200", "TokenPair", body="Refresh",
                                      public=True, errors=("401",))},
+    f"{A}/auth/jupyterhub": {"post": op(
+        "Remote mode: a JupyterHub API token of a user in exchange for that user's tokens", "200", "TokenPair",
+        body="HubToken", public=True, errors=("401", "503"))},
     f"{A}/auth/logout": {"post": op("End the login session of this access token (not for API keys: 403)", "204",
                                     None)},
     f"{A}/me": {"get": op("Who you are, where you act", "200", "Me")},

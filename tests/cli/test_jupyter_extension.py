@@ -216,3 +216,15 @@ def test_deepspace_lab_lab_forwards_jupyter_options(spawn: Processes, tmp_path: 
     root = f"http://127.0.0.1:{port}"
     proc.wait_for(root + "/deepspace/api/health/ready", timeout=90)
     assert httpx.get(root + "/api/contents", headers={"Authorization": "token FORWARDED"}).status_code == 200
+
+
+def test_the_jupyter_user_gets_a_deepspace_token_in_single_user_mode(server: tuple[Proc, str], home: Home) -> None:
+    _proc, root = server
+    url = root + "/deepspace/api/jupyter/token"
+    assert httpx.post(url).status_code in (401, 403)  # Jupyter's own auth guards it
+    assert httpx.post(url, headers={"Authorization": f"Bearer {home.key}"}).status_code in (401, 403)
+    response = httpx.post(url, headers={"Authorization": f"token {TOKEN}"})
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    me = httpx.get(root + "/deepspace/api/me", headers={"Authorization": f"Bearer {token}"}).json()
+    assert me["user"]["email"] == "admin@localhost" and me["user"]["is_platform_admin"] is True

@@ -148,6 +148,7 @@ EXEMPT = {
     (f"{A}/auth/login", "post"): "takes credentials, returns only the caller's own tokens",
     (f"{A}/auth/refresh", "post"): "takes a refresh token, returns only its own session's tokens",
     (f"{A}/auth/logout", "post"): "ends the caller's own session",
+    (f"{A}/auth/jupyterhub", "post"): "takes a Hub token, returns only its own user's tokens",
     (f"{A}/members", "post"): "adds to the caller's own org only (see test_roles)",
 }
 
