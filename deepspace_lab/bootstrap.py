@@ -25,6 +25,10 @@ from .simulator import SIMULATED_MODELS
 from .tracing import new_trace_id
 
 
+#: The first admin's key can also manage projects, members and keys through the API.
+INIT_KEY_SCOPES = ("chat", "knowledge", "workflows", "account")
+
+
 @dataclass
 class InitResult:
     created: bool
@@ -100,7 +104,7 @@ async def init_deployment(
             project = await create_project(session, org_id=org.id, name=project_name)
             _key, plaintext = await create_api_key(
                 session, secret_key=settings.require_secret_key(), org_id=org.id, project_id=project.id,
-                user_id=user.id, name="init")
+                user_id=user.id, name="init", scopes=INIT_KEY_SCOPES)
             await session.commit()
         audit = AuditWriter(engine, flush_interval_ms=0)
         await audit.write(trace_id=new_trace_id(), kind="cli.init", actor=actor, org_id=org.id,

@@ -59,6 +59,19 @@ def test_gateways_started_together_migrate_an_empty_database_once(cluster: Clust
         assert MODEL in {m.id for m in sdk(base_url, cluster.init["api_key"]).models.list()}
 
 
+def test_a_key_revoked_through_one_gateway_is_refused_by_every_other_on_the_next_request(
+        cluster: Cluster) -> None:
+    import httpx
+
+    urls = [base_url.removesuffix("/v1") for _proc, base_url in cluster.gateways]
+    admin = {"Authorization": f"Bearer {cluster.init['api_key']}"}
+    created = httpx.post(urls[0] + "/api/keys", headers=admin, json={"name": "short-lived"}).json()
+    key = {"Authorization": f"Bearer {created['api_key']}"}
+    assert [httpx.get(u + "/api/me", headers=key).status_code for u in urls] == [200, 200, 200]
+    assert httpx.delete(urls[1] + f"/api/keys/{created['id']}", headers=admin).status_code == 200
+    assert [httpx.get(u + "/api/me", headers=key).status_code for u in urls] == [401, 401, 401]
+
+
 def test_requests_alternate_across_gateways_and_each_is_audited_once(cluster: Cluster) -> None:
     """Same key through every process in turn; after a clean stop of all of them, every request
     has exactly one audit row, and each process wrote the rows of the requests it served.
