@@ -16,8 +16,8 @@ from deepspace_lab.config import SPECS, Settings
 from deepspace_lab.logs import configure_logging
 from deepspace_lab.runtime import Runtime
 
-from .routes import all_handlers
 from .lifecycle import GatewayLifecycle
+from .routes import all_handlers
 
 _TRAIT_TYPES: dict[type, type[TraitType[Any, Any]]] = {str: Unicode, int: Int, float: Float}
 

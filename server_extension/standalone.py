@@ -13,8 +13,8 @@ from tornado.httpserver import HTTPServer
 from deepspace_lab.config import Settings
 from deepspace_lab.runtime import Runtime
 
-from .routes import all_handlers
 from .lifecycle import GatewayLifecycle
+from .routes import all_handlers
 
 log = logging.getLogger("deepspace_lab.gateway")
 
