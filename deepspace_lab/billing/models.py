@@ -1,22 +1,40 @@
 """Billing tables: wallets, transactions (append-only), holds, prices, usage_records.
 
-Money columns are BIGINT micro-credits (1 credit = 1,000,000 micros). The ledger service
-that moves money between them comes with the ledger issue; the shapes are fixed here
-(DESIGN §5).
+Money columns are BIGINT micro-credits (1 credit = 1,000,000 micros). The database enforces
+what it can on its own (migration 0002): CHECK constraints on every amount and on
+``balance >= -overdraft``, one terminal entry per hold (a partial unique index), and
+triggers that refuse UPDATE and DELETE on ``transactions``. The ledger service
+(:mod:`deepspace_lab.billing.ledger`) is the only writer.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db.base import Base, BigIntPK, CreatedAt, UTCDateTime
 
+HOLD_STATES = ("open", "captured", "released", "expired")
+ENTRY_TYPES = ("credit", "debit", "hold", "capture", "release", "refund")
+_TERMINAL = "type IN ('capture', 'release')"
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
 
 class Wallet(CreatedAt, Base):
+    """One per org. ``balance`` is spendable, ``frozen`` is held by open holds."""
+
     __tablename__ = "wallets"
+    __table_args__ = (
+        CheckConstraint("frozen_micros >= 0", name="frozen_not_negative"),
+        CheckConstraint("overdraft_limit_micros >= 0", name="overdraft_not_negative"),
+        # The only bound on spending: every debit, hold and capture must keep this true.
+        CheckConstraint("balance_micros + overdraft_limit_micros >= 0", name="within_overdraft"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id"), unique=True)
@@ -29,14 +47,30 @@ class Transaction(CreatedAt, Base):
     """One ledger entry. Append-only; unique per (ref, type) so a replay changes nothing."""
 
     __tablename__ = "transactions"
-    __table_args__ = (UniqueConstraint("ref", "type"),)
+    __table_args__ = (
+        UniqueConstraint("ref", "type"),
+        CheckConstraint("amount_micros >= 0", name="amount_not_negative"),
+        CheckConstraint(_one_of("type", ENTRY_TYPES), name="known_type"),
+        # newest-first keyset paging of one org's entries
+        Index("ix_transactions_org_id_id", "org_id", "id"),
+        # a hold resolves at most once: one capture or release entry per hold
+        Index("uq_transactions_terminal_hold_id", "hold_id", unique=True,
+              postgresql_where=text(_TERMINAL), sqlite_where=text(_TERMINAL)),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id"), index=True)
-    wallet_id: Mapped[str] = mapped_column(ForeignKey("wallets.id"), index=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id"))
+    wallet_id: Mapped[str] = mapped_column(ForeignKey("wallets.id"))
     type: Mapped[str] = mapped_column(String(16))  # credit|debit|hold|capture|release|refund
     ref: Mapped[str] = mapped_column(String(120))
     amount_micros: Mapped[int] = mapped_column(BigInteger)
+    #: the hold a hold (or top-up), capture, release or refund entry belongs to
+    hold_id: Mapped[str | None] = mapped_column(ForeignKey("holds.id"), nullable=True)
+    #: a refund's capture entry
+    refund_of: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"), nullable=True)
+    #: the wallet right after this entry (null only for rows older than migration 0002: none)
+    balance_after_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    frozen_after_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
     trace_id: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)
@@ -47,13 +81,25 @@ class Hold(CreatedAt, Base):
     """The mutable state of one hold: open → captured | released | expired."""
 
     __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint("amount_micros >= 0", name="amount_not_negative"),
+        CheckConstraint(_one_of("state", HOLD_STATES), name="known_state"),
+        CheckConstraint("captured_micros >= 0", name="captured_not_negative"),
+        CheckConstraint("refunded_micros >= 0 AND refunded_micros <= captured_micros", name="refunds_within_capture"),
+        # what reconciliation scans: only open holds are in it
+        Index("ix_holds_open_lease_expires_at", "lease_expires_at",
+              postgresql_where=text("state = 'open'"), sqlite_where=text("state = 'open'")),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id"), index=True)
     wallet_id: Mapped[str] = mapped_column(ForeignKey("wallets.id"))
     ref: Mapped[str] = mapped_column(String(120), unique=True)
+    #: the hold plus its top-ups
     amount_micros: Mapped[int] = mapped_column(BigInteger)
-    state: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    captured_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    refunded_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"), nullable=True)
     lease_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -65,13 +111,18 @@ class Price(CreatedAt, Base):
     """A model's price from ``effective_at`` on; the newest one not in the future applies."""
 
     __tablename__ = "prices"
-    __table_args__ = (UniqueConstraint("model_name", "effective_at"),)
+    __table_args__ = (
+        UniqueConstraint("model_name", "effective_at"),
+        CheckConstraint("input_micros_per_mtok >= 0 AND output_micros_per_mtok >= 0", name="rates_not_negative"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     model_name: Mapped[str] = mapped_column(String(200), index=True)
     input_micros_per_mtok: Mapped[int] = mapped_column(BigInteger)
     output_micros_per_mtok: Mapped[int] = mapped_column(BigInteger)
     effective_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: a free model costs nothing and needs no rates; without any price a model is refused
+    free: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 

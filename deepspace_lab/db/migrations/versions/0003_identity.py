@@ -1,7 +1,7 @@
 """identity
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-25
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import deepspace_lab.db.base
 
 revision = '0003'
-down_revision = '0001'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
