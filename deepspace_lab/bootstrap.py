@@ -24,7 +24,6 @@ from .errors import InvalidRequest
 from .simulator import SIMULATED_MODELS
 from .tracing import new_trace_id
 
-
 #: The first admin's key can also manage projects, members and keys through the API.
 INIT_KEY_SCOPES = ("chat", "knowledge", "workflows", "account")
 

@@ -58,6 +58,9 @@ def json_body(ctx: RequestContext, *, required: tuple[str, ...] = (),
         if unknown:
             raise InvalidRequest(f"unknown fields {unknown}; allowed: {list(allowed)}", code="unknown_field",
                                  param=unknown[0])
+    for name, value in body.items():
+        if isinstance(value, str) and "\x00" in value:  # no database text column can hold NUL
+            raise InvalidRequest(f"`{name}` cannot contain NUL characters", code="invalid_value", param=name)
     for name in required:
         if name not in body:
             raise InvalidRequest(f"`{name}` is required", code="missing_field", param=name)

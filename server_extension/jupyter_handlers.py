@@ -22,7 +22,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from deepspace_lab.auth import open_session
 from deepspace_lab.auth.jupyter import map_jupyter_user, single_user
-from deepspace_lab.errors import AuthError, DeepSpaceError, ServiceUnavailable
+from deepspace_lab.errors import AuthError, DeepSpaceError, NotFound, ServiceUnavailable
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
 
@@ -62,8 +62,8 @@ class HubExchangeHandler(ApiHandler):
     async def _exchange(self, ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
         settings = self.runtime.settings
         if not settings.jupyterhub_api_url or not settings.jupyter_user_org:
-            raise ServiceUnavailable("this gateway does not take JupyterHub tokens (set DEEPSPACE_JUPYTERHUB_API_URL "
-                                     "and DEEPSPACE_JUPYTER_USER_ORG)", code="jupyterhub_not_configured")
+            raise NotFound("this gateway does not take JupyterHub tokens (set DEEPSPACE_JUPYTERHUB_API_URL "
+                           "and DEEPSPACE_JUPYTER_USER_ORG)", code="jupyterhub_not_configured")
         hub_token = field(json_body(ctx, required=("hub_token",), allowed=("hub_token",)), "hub_token", str)
         name = await hub_user_name(settings.jupyterhub_api_url, hub_token)
         user = await map_jupyter_user(session, name=name, org_id=settings.jupyter_user_org,

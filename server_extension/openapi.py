@@ -162,7 +162,7 @@ PATHS: dict[str, dict[str, Any]] = {
                                      public=True, errors=("401",))},
     f"{A}/auth/jupyterhub": {"post": op(
         "Remote mode: a JupyterHub API token of a user in exchange for that user's tokens", "200", "TokenPair",
-        body="HubToken", public=True, errors=("401", "503"))},
+        body="HubToken", public=True, errors=("401", "404", "503"))},
     f"{A}/auth/logout": {"post": op("End the login session of this access token (not for API keys: 403)", "204",
                                     None)},
     f"{A}/me": {"get": op("Who you are, where you act", "200", "Me")},

@@ -57,8 +57,9 @@ async def append_turns(
     session: AsyncSession, *, conversation: Conversation, turns: list[Turn], trace_id: str, request_id: str
 ) -> None:
     for turn in turns:
+        # PostgreSQL text cannot hold NUL; what the model or the caller said is kept, marked.
         session.add(Message(conversation_id=conversation.id, org_id=conversation.org_id, role=turn.role,
-                            content=turn.content, model=turn.model, tokens=turn.tokens,
+                            content=turn.content.replace("\x00", "\ufffd"), model=turn.model, tokens=turn.tokens,
                             trace_id=trace_id, request_id=request_id))
     await session.flush()
 

@@ -6,6 +6,7 @@ untouched, so new OpenAI parameters pass through without a gateway release.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function
 CONVERSATION_HEADER = "X-DeepSpace-Conversation"
 #: Body fields that belong to the gateway and are not forwarded upstream.
 PRODUCT_FIELDS = ("conversation_id",)
+_ID = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 
 
 @dataclass(slots=True)
@@ -74,6 +76,8 @@ def parse_chat_request(raw: bytes, headers: Mapping[str, str], *, max_body_bytes
         raise _bad("`model` is required (see GET /deepspace/v1/models)", code="missing_field", param="model")
     if not isinstance(model, str):
         raise _bad("`model` must be a string", code="invalid_type", param="model")
+    if len(model) > 200 or "\x00" in model:
+        raise _bad("`model` is 1-200 characters without NUL", code="invalid_value", param="model")
     messages = payload.get("messages")
     if messages is None:
         raise _bad("`messages` is required", code="missing_field", param="messages")
@@ -107,6 +111,8 @@ def parse_chat_request(raw: bytes, headers: Mapping[str, str], *, max_body_bytes
     conversation_id = payload.get("conversation_id") or headers.get(CONVERSATION_HEADER) or None
     if conversation_id is not None and not isinstance(conversation_id, str):
         raise _bad("`conversation_id` must be a string", code="invalid_type", param="conversation_id")
+    if conversation_id is not None and not _ID.match(conversation_id):
+        raise _bad("`conversation_id` is not a conversation id", code="invalid_value", param="conversation_id")
     return ChatRequest(
         payload=payload, model=model, stream=stream,
         include_usage=bool(stream and (options or {}).get("include_usage")),

@@ -76,7 +76,7 @@ def test_a_token_the_hub_does_not_know_is_refused(remote: Gateway) -> None:
 
 def test_without_hub_settings_the_exchange_is_off(gateway: Gateway) -> None:
     response = exchange(gateway, "tok-alice")
-    assert response.status_code == 503 and response.json()["error"]["code"] == "jupyterhub_not_configured"
+    assert response.status_code == 404 and response.json()["error"]["code"] == "jupyterhub_not_configured"
 
 
 def test_an_unreachable_hub_is_a_503_not_a_401(gateway_factory: Any, settings_factory: Any) -> None:
