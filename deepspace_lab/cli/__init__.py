@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from ..config import Settings
 from ..errors import DeepSpaceError
 from ..logs import configure_logging
-from . import _core
+from . import _core, billing
 
 #: Modules with a ``register(subparsers)`` function, in help order.
-COMMAND_MODULES = (_core,)
+COMMAND_MODULES = (_core, billing)
 
 
 def build_parser() -> argparse.ArgumentParser:
