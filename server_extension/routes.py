@@ -7,10 +7,10 @@ from typing import Any
 
 from deepspace_lab.runtime import Runtime
 
-from . import handlers
+from . import billing_handlers, handlers
 
 #: Modules with ``default_handlers(runtime)``, mounted in this order.
-ROUTE_MODULES = (handlers,)
+ROUTE_MODULES = (handlers, billing_handlers)
 
 
 def all_handlers(runtime: Runtime) -> list[tuple[str, type, dict[str, Any]]]:
