@@ -9,6 +9,7 @@ Platform admins are a flag on the user, for the Admin API.
 |-----------------------|:------:|:------:|:-----:|:-----:|-------------|
 | chat                  |        |   ✓    |   ✓   |   ✓   | chat        |
 | models.read           |   ✓    |   ✓    |   ✓   |   ✓   | chat        |
+| billing.read          |   ✓    |   ✓    |   ✓   |   ✓   | chat        |
 | conversations.read    |   ✓    |   ✓    |   ✓   |   ✓   | chat        |
 | conversations.write   |        |   ✓    |   ✓   |   ✓   | chat        |
 | knowledge             |        |   ✓    |   ✓   |   ✓   | knowledge   |
@@ -22,7 +23,8 @@ Platform admins are a flag on the user, for the Admin API.
 | admin.read            | platform admins only                  | admin-read  |
 | admin.write           | platform admins only                  | admin       |
 
-``account.read`` covers me, orgs, projects and members lists. Only an owner may make or
+``account.read`` covers me, orgs, projects and members lists; ``billing.read`` the org's wallet
+and ledger entries (a key that may spend may see the balance). Only an owner may make or
 unmake an owner; the last owner cannot leave or be demoted.
 """
 
@@ -41,6 +43,7 @@ DEFAULT_KEY_SCOPES = ("chat", "knowledge", "workflows")
 MATRIX: dict[str, tuple[str, str]] = {
     "chat": ("member", "chat"),
     "models.read": ("viewer", "chat"),
+    "billing.read": ("viewer", "chat"),
     "conversations.read": ("viewer", "chat"),
     "conversations.write": ("member", "chat"),
     "knowledge": ("member", "knowledge"),

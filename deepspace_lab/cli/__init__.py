@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from ..config import Settings
 from ..errors import DeepSpaceError
 from ..logs import configure_logging
-from . import _core, identity
+from . import _core, billing, identity
 
 #: Modules with a ``register(subparsers)`` function, in help order.
-COMMAND_MODULES = (_core, identity)
+COMMAND_MODULES = (_core, identity, billing)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,10 +5,13 @@ The walk test makes a new route fail until it has a case here (or a stated exemp
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
 
+from deepspace_lab.billing.ledger import credit_wallet
+from deepspace_lab.db import make_async_engine, make_sessionmaker
 from deepspace_lab.server_extension.openapi import openapi_document
 
 from .conftest import World
@@ -117,6 +120,25 @@ def conversation_foreign(world: World) -> None:
     assert world.call("GET", f"/conversations/{conv}", key=world.a.people["owner"].key).json()["title"] == "secret"
 
 
+def wallet_is_own(world: World) -> None:
+    assert world.call("GET", "/wallet", key=_b(world)).json()["org_id"] == world.b.id
+
+
+def transactions_are_own(world: World) -> None:
+    async def top_up_a() -> None:
+        engine = make_async_engine(world.gw.settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                await credit_wallet(session, org_id=world.a.id, amount_micros=5_000_000, reason="grant", actor="test",
+                             ref="tenancy-credit")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(top_up_a())
+    assert world.call("GET", "/wallet/transactions", key=_b(world)).json()["data"] == []
+    assert len(world.call("GET", "/wallet/transactions", key=world.a.people["owner"].key).json()["data"]) == 1
+
+
 A = "/deepspace/api"
 CASES: dict[tuple[str, str], Callable[[World], None]] = {
     ("/deepspace/v1/chat/completions", "post"): chat_with_foreign_conversation,
@@ -133,6 +155,8 @@ CASES: dict[tuple[str, str], Callable[[World], None]] = {
     (f"{A}/keys", "get"): keys_list_only_own,
     (f"{A}/keys", "post"): key_create_cannot_target_foreign_project,
     (f"{A}/keys/{{key_id}}", "delete"): key_revoke_foreign,
+    (f"{A}/wallet", "get"): wallet_is_own,
+    (f"{A}/wallet/transactions", "get"): transactions_are_own,
     (f"{A}/conversations", "get"): conversations_list_only_own,
     (f"{A}/conversations", "post"): conversation_create_lands_in_own_project,
     (f"{A}/conversations/{{conversation_id}}", "get"): conversation_foreign,
