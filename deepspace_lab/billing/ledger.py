@@ -2,10 +2,11 @@
 
 Every operation
 
-- takes an **idle** ``AsyncSession`` and runs ONE short transaction of its own, committed
-  before it returns. They run right before and right after upstream calls, so nothing is
-  ever held across one; do not call them inside a unit of work of your own (they raise
-  ``RuntimeError`` if the session is in a transaction);
+- takes an **idle** ``AsyncSession`` and runs ONE short transaction of its own (on a pooled
+  connection of the session's engine), committed before it returns. They run right before
+  and right after upstream calls, so nothing is ever held across one; do not call them
+  inside a unit of work of your own (they raise ``RuntimeError`` if the session is in a
+  transaction);
 - is idempotent by ``(ref, type)``: a replay returns the first result (``replayed=True``)
   and changes nothing; the same ref with other parameters raises ``RefConflictError``;
 - writes nothing when it fails, so a retry with the same ref may succeed later;
@@ -15,8 +16,9 @@ Every operation
 - takes ``now`` only so tests can move time (leases); leave it None in production: the
   gateway's clock is used, which is why the lease is minutes, not seconds.
 
-Callers that may be cancelled mid-call (a client disconnect) should shield the call: a
-cancelled operation either committed or not, and the retry with the same ref tells which.
+A caller cancelled mid-call (a client disconnect) gets its ``CancelledError`` at once,
+but the operation still runs to its commit or rollback; the retry with the same ref tells
+which (see :mod:`._tx`).
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ async def expire_hold(session: AsyncSession, *, hold_id: str, actor: str, now: d
 
 
 async def get_hold(session: AsyncSession, ref: str) -> HoldView | None:
-    """The hold named ``ref``; ends the session's (read) transaction."""
+    """The hold named ``ref`` (read on a connection of its own, like the operations)."""
     return await run_read(session, lambda conn: _diagnose.find_hold(conn, ref=ref))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -35,6 +36,7 @@ from deepspace_lab.billing import (
     top_up_hold,
 )
 from deepspace_lab.db import make_sync_engine, utcnow
+from deepspace_lab.errors import DeepSpaceError
 
 from .conftest import Ledger
 
@@ -319,3 +321,37 @@ def test_operations_refuse_a_session_with_a_transaction_open(ledger: Ledger, mak
     with pytest.raises(RuntimeError, match="their own transaction"):
         ledger.run(inside_a_unit_of_work())
     assert ledger.balances(org) == (100, 0)
+
+
+def test_an_unexpected_database_error_changes_nothing_and_the_ledger_goes_on(
+    ledger: Ledger, make_wallet: MakeWallet
+) -> None:
+    org = make_wallet(balance_micros=100)
+    with pytest.raises(Exception) as info:  # a bug (no such price version), not a ledger outcome
+        ledger.do(place_hold, org_id=org, ref="r", amount_micros=10, price_id=987_654)
+    assert "foreign key" in str(info.value).lower() and not isinstance(info.value, DeepSpaceError)
+    assert ledger.balances(org) == (100, 0) and ledger.do(get_hold, ref="r") is None
+    for _ in range(12):  # more than the pool holds: every connection went back in a usable state
+        ledger.do(place_hold, org_id=org, ref=f"ok-{_}", amount_micros=1)
+    assert ledger.balances(org) == (88, 12)
+
+
+def test_a_cancelled_operation_either_happened_or_not_and_its_retry_tells(
+    ledger: Ledger, make_wallet: MakeWallet
+) -> None:
+    """A caller that gives up mid-operation (a disconnect, a timeout) does not know whether the
+    hold happened; the retry with the same ref does it exactly once either way."""
+    org = make_wallet(balance_micros=10_000)
+
+    async def give_up_after(ref: str, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(ledger.call(place_hold, org_id=org, ref=ref, amount_micros=100), timeout_s)
+        except TimeoutError:
+            pass
+
+    refs = [f"c{n}" for n in range(40)]
+    for n, ref in enumerate(refs):  # give up at 0, 0.2, 0.4 ... 7.8 ms: before, during and after
+        ledger.run(give_up_after(ref, n / 5000))
+    retried = [ledger.do(place_hold, org_id=org, ref=ref, amount_micros=100) for ref in refs]
+    assert len({e.id for e in retried}) == len(refs)
+    assert ledger.balances(org) == (10_000 - 40 * 100, 40 * 100)
