@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from .audit import AuditWriter
 from .auth.limiter import LoginLimiter
+from .auth.lookup import PgKeyReader
 from .cache import TTLCache
 from .catalog import ModelInfo
 from .config import Settings
@@ -72,6 +73,7 @@ class Runtime:
             settings=settings, engine=self.engine, sessions=self.sessions, audit=self.audit,
             upstream=upstream, models=TTLCache[ModelInfo](ttl_s=settings.catalog_cache_ttl_s),
             upstream_is_simulated=simulated,
+            key_reader=None if settings.is_sqlite else PgKeyReader(settings.database_url),
         )
         self._pipeline = Pipeline(self._services, extensions=settings.extension_steps)
         self.audit.start()
@@ -80,6 +82,8 @@ class Runtime:
         await self.audit.close()
         if self._services is not None:
             self._services.upstream.close()
+            if self._services.key_reader is not None:
+                await self._services.key_reader.close()
         await self.engine.dispose()
 
     async def readiness(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -82,36 +83,52 @@ async def revoke_api_key(session: AsyncSession, *, org_id: str, key_id: str, use
     return key
 
 
-async def authenticate_api_key(
-    session: AsyncSession, *, secret_key: str, plaintext: str, now: datetime | None = None
-) -> Principal:
-    """Resolve a key to a :class:`Principal`, or raise :class:`AuthError`.
-
-    Refused: malformed, unknown, wrong secret part, revoked, expired, owner disabled or no
-    longer a member of the key's org. The message never says which, so a caller cannot probe.
-    """
-    prefix = key_prefix(plaintext)
-    if prefix is None:
-        raise AuthError(INVALID_KEY)
-    now = now or utcnow()
-    row = (await session.execute(
+def key_query(prefix: str) -> Any:
+    """The one query that authenticates a key: key ⨝ owner ⨝ owner's membership."""
+    return (
         select(ApiKey.id, ApiKey.org_id, ApiKey.project_id, ApiKey.user_id, ApiKey.key_hash, ApiKey.scopes,
                ApiKey.expires_at, ApiKey.revoked_at, ApiKey.last_used_at, User.status, User.is_platform_admin,
                OrgMember.role)
         .join(User, User.id == ApiKey.user_id)
         .outerjoin(OrgMember, (OrgMember.org_id == ApiKey.org_id) & (OrgMember.user_id == ApiKey.user_id))
         .where(ApiKey.prefix == prefix)
-    )).first()
+    )
+
+
+def principal_from_key_row(row: Any, *, secret_key: str, plaintext: str, now: datetime) -> tuple[Principal, bool]:
+    """Check a row of :func:`key_query` against the presented key: (principal, last-used is
+    stale and should be written). Refused: unknown, wrong secret part, revoked, expired, owner
+    disabled or no longer a member of the key's org — with one message, so a caller cannot probe."""
     if row is None or not hmac.compare_digest(row.key_hash, hash_key(secret_key, plaintext)):
         raise AuthError(INVALID_KEY)
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         raise AuthError(INVALID_KEY)
     if row.status != "active" or row.role is None:
         raise AuthError(INVALID_KEY)
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        await session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
-        await session.commit()
-    return Principal(
+    principal = Principal(
         user_id=row.user_id, org_id=row.org_id, project_id=row.project_id, role=row.role, api_key_id=row.id,
         scopes=tuple(row.scopes or ()), is_platform_admin=row.is_platform_admin,
     )
+    return principal, row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION
+
+
+async def touch_key(session: AsyncSession, *, key_id: str, now: datetime) -> None:
+    """Record the key's last use (and commit: it runs in the request's auth step)."""
+    await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+    await session.commit()
+
+
+async def authenticate_api_key(
+    session: AsyncSession, *, secret_key: str, plaintext: str, now: datetime | None = None
+) -> Principal:
+    """Resolve a key to a :class:`Principal`, or raise :class:`AuthError` (see
+    :func:`principal_from_key_row`)."""
+    prefix = key_prefix(plaintext)
+    if prefix is None:
+        raise AuthError(INVALID_KEY)
+    now = now or utcnow()
+    row = (await session.execute(key_query(prefix))).first()
+    principal, stale = principal_from_key_row(row, secret_key=secret_key, plaintext=plaintext, now=now)
+    if stale:
+        await touch_key(session, key_id=principal.api_key_id or "", now=now)
+    return principal

@@ -12,11 +12,12 @@ import time
 from typing import ClassVar
 
 from ..auth import Principal, authenticate_access_token, authenticate_api_key, authorize
-from ..auth.apikeys import INVALID_KEY
-from ..auth.keys import looks_like_key
+from ..auth.apikeys import INVALID_KEY, principal_from_key_row, touch_key
+from ..auth.keys import key_prefix, looks_like_key
 from ..auth.tokens import looks_like_jwt
 from ..catalog import ModelInfo, find_enabled_model
 from ..conversations import Turn, append_turns, get_conversation
+from ..db.base import utcnow
 from ..errors import AuthError, DeepSpaceError, InvalidRequest, PermissionDenied
 from ..upstream import SSE_DONE, StreamObserver, UpstreamStreamInterrupted, sse_event
 from .chat import parse_chat_request
@@ -104,17 +105,36 @@ class AuthStep(BaseStep):
 
     async def resolve(self, credential: str, *, project_id: str | None) -> Principal:
         secret = self.services.settings.require_secret_key()
+        if looks_like_key(credential):
+            principal = await self._key(credential, secret)
+            if project_id and project_id != principal.project_id:
+                raise PermissionDenied("an API key works only in its own project; drop X-DeepSpace-Project "
+                                       "or use a key of that project", code="key_project_mismatch")
+            return principal
         async with self.services.sessions() as session:
-            if looks_like_key(credential):
-                principal = await authenticate_api_key(session, secret_key=secret, plaintext=credential)
-                if project_id and project_id != principal.project_id:
-                    raise PermissionDenied("an API key works only in its own project; drop X-DeepSpace-Project "
-                                           "or use a key of that project", code="key_project_mismatch")
-                return principal
             if looks_like_jwt(credential):
                 return await authenticate_access_token(session, secret_key=secret, token=credential,
                                                        project_id=project_id)
         raise AuthError(INVALID_KEY)
+
+    async def _key(self, credential: str, secret: str) -> Principal:
+        reader = self.services.key_reader
+        prefix = key_prefix(credential)
+        if reader is None or prefix is None:
+            async with self.services.sessions() as session:
+                return await authenticate_api_key(session, secret_key=secret, plaintext=credential)
+        try:
+            row = await reader.fetch_key(prefix)
+        except Exception:  # the fast path is an optimisation: fall back to the ORM path
+            log.warning("fast key lookup failed; using the ORM path", exc_info=True)
+            async with self.services.sessions() as session:
+                return await authenticate_api_key(session, secret_key=secret, plaintext=credential)
+        now = utcnow()
+        principal, stale = principal_from_key_row(row, secret_key=secret, plaintext=credential, now=now)
+        if stale:
+            async with self.services.sessions() as session:
+                await touch_key(session, key_id=principal.api_key_id or "", now=now)
+        return principal
 
 
 class ValidateStep(BaseStep):
