@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from .audit import AuditWriter
 from .auth.limiter import LoginLimiter
-from .auth.lookup import PgKeyReader
+from .auth.lookup import key_reader_for
 from .cache import TTLCache
 from .catalog import ModelInfo
 from .config import Settings
@@ -73,7 +73,7 @@ class Runtime:
             settings=settings, engine=self.engine, sessions=self.sessions, audit=self.audit,
             upstream=upstream, models=TTLCache[ModelInfo](ttl_s=settings.catalog_cache_ttl_s),
             upstream_is_simulated=simulated,
-            key_reader=None if settings.is_sqlite else PgKeyReader(settings.database_url),
+            key_reader=key_reader_for(settings.database_url),
         )
         self._pipeline = Pipeline(self._services, extensions=settings.extension_steps)
         self.audit.start()

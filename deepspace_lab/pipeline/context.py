@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from ..audit import AuditWriter
-from ..auth.lookup import PgKeyReader
+from ..auth.lookup import PgKeyReader, SqliteKeyReader
 from ..auth.principal import Principal
 from ..cache import TTLCache
 from ..catalog import ModelInfo
@@ -53,8 +53,8 @@ class PipelineServices:
     upstream: UpstreamClient
     models: TTLCache[ModelInfo]
     upstream_is_simulated: bool = False
-    #: PostgreSQL only: authentication's hot read on raw connections (None: the ORM path).
-    key_reader: PgKeyReader | None = None
+    #: Authentication's hot read on raw driver connections (None: the ORM path).
+    key_reader: PgKeyReader | SqliteKeyReader | None = None
 
 
 @dataclass(slots=True, kw_only=True)
