@@ -1,7 +1,7 @@
 """Product API for the caller's org: its wallet and its ledger entries (newest first, paged).
 
 Thin: the org comes from the credential (never from the request), the billing service does
-the rest. Any key or token of the org may read them.
+the rest. Both are the ``billing.read`` action (see ``deepspace_lab.auth.permissions``).
 """
 
 from __future__ import annotations

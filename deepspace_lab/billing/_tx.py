@@ -59,9 +59,10 @@ def require_idle(session: AsyncSession) -> None:
 
 
 def _engine(session: AsyncSession) -> AsyncEngine:
-    if not isinstance(session.bind, AsyncEngine):
+    bind = session.bind
+    if not isinstance(bind, AsyncEngine):
         raise RuntimeError("ledger operations need a session bound to an engine")
-    return session.bind
+    return bind
 
 
 def _classify(exc: BaseException) -> str | None:

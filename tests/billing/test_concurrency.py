@@ -74,6 +74,7 @@ def outcome(result: Any) -> str:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("overdraft", [0, 300])
 def test_holds_racing_on_one_wallet_never_overdraw_it(pg_ledger: Ledger, overdraft: int) -> None:
+    """(new-api#6609: concurrent requests all passed a read-then-decrement balance check.)"""
     org = pg_ledger.run(pg_ledger.new_wallet(balance_micros=1_000, overdraft_micros=overdraft))
     calls = [lambda s, i=i: place_hold(s, org_id=org, ref=f"h{i}", amount_micros=100) for i in range(TASKS)]
     results = pg_ledger.run(race(pg_ledger, calls))
@@ -107,6 +108,7 @@ def test_holds_and_captures_racing_on_one_wallet_stay_within_the_limit(pg_ledger
 
 @pytest.mark.timeout(60)
 def test_replays_of_one_ref_from_many_tasks_make_one_entry(pg_ledger: Ledger) -> None:
+    """(LiteLLM#30460, #15740: a retried or duplicated charge applied twice.)"""
     org = pg_ledger.run(pg_ledger.new_wallet(balance_micros=10_000))
     for op, make in (
         ("credit", lambda s: credit_wallet(s, org_id=org, amount_micros=5, reason="r", actor="a", ref="c1")),

@@ -120,6 +120,8 @@ def test_capture_above_the_hold_takes_the_excess_from_the_balance(ledger: Ledger
 
 
 def test_capture_more_than_held_and_covered_is_rejected(ledger: Ledger, make_wallet: MakeWallet) -> None:
+    """(new-api#6911: a settle above the hold failed after the response and only the hold was
+    charged.) Above the hold, what the balance and overdraft cover is charged, never more."""
     org = make_wallet(balance_micros=100, overdraft_micros=5)
     ledger.do(place_hold, org_id=org, ref="r1", amount_micros=100)
     with pytest.raises(CaptureExceedsHoldError) as info:
@@ -208,6 +210,8 @@ def test_a_top_up_adds_to_the_open_hold(ledger: Ledger, make_wallet: MakeWallet)
 def test_an_expired_hold_is_released_by_reconciliation_and_cannot_be_captured(
     ledger: Ledger, make_wallet: MakeWallet
 ) -> None:
+    """(new-api#4424: a crash after the hold leaked it; LiteLLM PR #30522: cancelled requests
+    pinned their reservations.) Nobody resolves the hold; its lease runs out."""
     org = make_wallet(balance_micros=100)
     t0 = utcnow()
     ledger.do(place_hold, org_id=org, ref="crashed", amount_micros=80, lease_s=30, now=t0, trace_id="a" * 32)
@@ -269,6 +273,16 @@ def test_wallets_are_created_on_first_use_and_unknown_orgs_refused(ledger: Ledge
     assert info.value.code == "org_not_found"
     with pytest.raises(InsufficientFundsError):
         ledger.do(place_hold, org_id=ledger.run(ledger.new_org()), ref="broke", amount_micros=1)
+
+
+def test_a_free_model_call_holds_nothing_even_on_an_exhausted_wallet(ledger: Ledger, make_wallet: MakeWallet) -> None:
+    """(LiteLLM#35369: an over-budget user was blocked from a zero-cost model.)"""
+    org = make_wallet(balance_micros=100, overdraft_micros=50)
+    ledger.do(place_hold, org_id=org, ref="all-of-it", amount_micros=150)
+    assert ledger.balances(org) == (-50, 150)
+    ledger.do(place_hold, org_id=org, ref="free-call", amount_micros=0)
+    ledger.do(capture_hold, ref="free-call", amount_micros=0)
+    assert ledger.balances(org) == (-50, 150)
 
 
 def test_a_debit_stays_within_the_overdraft(ledger: Ledger, make_wallet: MakeWallet) -> None:
