@@ -11,6 +11,12 @@ Each statement is a chain of data-modifying CTEs that all succeed or all fail:
   balance plus overdraft cannot cover breaks ``ck_wallets_within_overdraft``, which aborts
   the statement: the CHECK is the condition here, because a CTE cannot undo a sibling CTE.
 
+A refused statement is never the last word: PostgreSQL evaluates a CHECK on the row computed
+from the statement's snapshot before it re-reads a row that a concurrent transaction (a
+top-up) has just changed, so a capture or release racing a top-up can be refused wrongly.
+The ledger then decides with the step-by-step path (:mod:`._generic`), whose every
+statement reads the newest rows.
+
 Locks are always taken hold row first, then wallet row (the generic path does the same),
 so operations never deadlock one another. ``bench/ledger/*.sql`` runs these statements
 verbatim under pgbench.

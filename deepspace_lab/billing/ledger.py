@@ -88,11 +88,14 @@ async def _apply(session: AsyncSession, p: dict[str, Any], *, work: Work, diagno
                  pg_sql: str | None = None) -> LedgerEntry:
     """Try the change; if the database refused it, find the replay or the error."""
     for _ in range(2):
-        entry: LedgerEntry | None
+        entry: LedgerEntry | None = None
         if pg_sql is not None and dialect_name(session) == "postgresql":
             row = await run_statement(session, pg_sql, p)
             entry = LedgerEntry.from_row(row) if row is not None else None
-        else:
+        if entry is None:
+            # The one-statement path can be refused spuriously: PostgreSQL checks a CHECK on
+            # the row computed from its snapshot before re-reading a row a concurrent top-up
+            # just changed. Step by step, each statement sees the newest rows and decides.
             entry = await run_transaction(session, lambda conn: work(conn, p))
         if entry is not None:
             return entry

@@ -24,6 +24,7 @@ from deepspace_lab.billing import (
     place_hold,
     refund_capture,
     release_hold,
+    top_up_hold,
 )
 from deepspace_lab.db import make_async_engine, make_sessionmaker, make_sync_engine, utcnow
 from deepspace_lab.db.migrate import upgrade
@@ -189,3 +190,21 @@ def test_processes_holding_on_one_sqlite_file_never_overdraw_it(tmp_path: Path) 
     for ref in shared:
         assert len({entry for r, entry in outcomes if r == ref and entry is not None}) <= 1
     asyncio.run(assert_invariants(url))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("resolve", ["capture", "release"])
+def test_top_ups_racing_with_the_end_of_their_hold_count_once_or_not_at_all(pg_ledger: Ledger, resolve: str) -> None:
+    org = pg_ledger.run(pg_ledger.new_wallet(balance_micros=10_000))
+    pg_ledger.do(place_hold, org_id=org, ref="req", amount_micros=100)
+    calls: list[Callable[[Any], Awaitable[Any]]] = [
+        lambda s, i=i: top_up_hold(s, hold_ref="req", ref=f"req:more{i}", amount_micros=10) for i in range(TASKS - 1)]
+    calls.insert(TASKS // 2, (lambda s: capture_hold(s, ref="req", amount_micros=50)) if resolve == "capture"
+                 else (lambda s: release_hold(s, ref="req")))
+    outcomes = Counter(map(outcome, pg_ledger.run(race(pg_ledger, calls))))
+    assert outcomes["ok"] >= 1 and set(outcomes) <= {"ok", "hold_already_resolved"}, outcomes
+    topped_up = outcomes["ok"] - 1  # the capture or release is one of the oks
+    hold = pg_ledger.do(get_hold, ref="req")
+    assert hold is not None and hold.amount_micros == 100 + 10 * topped_up
+    charged = 50 if resolve == "capture" else 0
+    assert pg_ledger.balances(org) == (10_000 - charged, 0)  # every top-up came back with the end of the hold
