@@ -66,7 +66,14 @@ class Ledger:
         wallet = self.wallet(org_id)
         return wallet.balance_micros, wallet.frozen_micros
 
+    @staticmethod
+    async def _finish_abandoned_operations() -> None:
+        """Operations whose caller gave up still run to completion: let them end first."""
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await asyncio.gather(*others, return_exceptions=True)
+
     def close(self) -> None:
+        self.run(self._finish_abandoned_operations())
         self.run(self.engine.dispose())
         self.loop.close()
 

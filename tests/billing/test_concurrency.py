@@ -147,9 +147,13 @@ def test_captures_releases_and_expiry_racing_on_one_hold_resolve_it_once(pg_ledg
         losers = {outcome(r) for r in results if isinstance(r, BaseException)}
         assert losers <= {"hold_already_resolved", "hold_expired"}, losers
         assert state in ("captured", "released", "expired")
-    with make_sync_engine(pg_ledger.url).connect() as conn:
-        terminal = conn.execute(text("SELECT hold_id, COUNT(*) FROM transactions WHERE type IN "
-                                     "('capture', 'release') GROUP BY hold_id")).all()
+    engine = make_sync_engine(pg_ledger.url)
+    try:
+        with engine.connect() as conn:
+            terminal = conn.execute(text("SELECT hold_id, COUNT(*) FROM transactions WHERE type IN "
+                                         "('capture', 'release') GROUP BY hold_id")).all()
+    finally:
+        engine.dispose()
     assert len(terminal) == 8 and all(n == 1 for _, n in terminal)
 
 
