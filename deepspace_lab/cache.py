@@ -12,7 +12,8 @@ class TTLCache(Generic[V]):
     """A small in-process cache with a time-to-live, for hot-path lookups.
 
     Entries expire after ``ttl_s``; ``ttl_s <= 0`` disables caching. Across processes a
-    change is seen within ``ttl_s`` (the identity issue adds immediate revocation).
+    change is seen within ``ttl_s``. Used for the models catalog only: credentials are never
+    cached (see ``auth.apikeys``).
     """
 
     def __init__(self, *, ttl_s: float, max_entries: int = 10_000) -> None:

@@ -139,7 +139,6 @@ class HandlerSink:
     def __init__(self, handler: DeepSpaceHandler) -> None:
         self.handler = handler
         self.gone = False
-        self.streaming = False
         self.json_body: bytes | None = None
         self.json_status = 200
         self.final_bytes = b""
@@ -156,7 +155,6 @@ class HandlerSink:
         # Tornado leaves Nagle on while a response streams: without this the second SSE frame
         # waits for the client's delayed ACK (~40 ms to first token, measured).
         handler.request.connection.stream.set_nodelay(True)  # type: ignore[union-attr]
-        self.streaming = True
 
     def send(self, data: bytes) -> None:
         if self.client_gone:

@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, text
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
@@ -130,4 +130,4 @@ def count(db: Engine, table: str, **where: Any) -> int:
         return int(conn.execute(text(f"SELECT COUNT(*) FROM {table} WHERE {clauses}"), where).scalar_one())
 
 
-__all__ = ["LoopThread", "Gateway", "Tenant", "make_tenant", "start_gateway", "count", "select"]
+__all__ = ["LoopThread", "Gateway", "Tenant", "make_tenant", "start_gateway", "count"]

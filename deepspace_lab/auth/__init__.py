@@ -29,10 +29,8 @@ from .permissions import DEFAULT_KEY_SCOPES, ROLES, SCOPES, authorize, check_sco
 from .principal import Principal
 from .sessions import TokenPair, authenticate_access_token, login, logout, open_session, refresh
 
-DEFAULT_SCOPES = DEFAULT_KEY_SCOPES
-
 __all__ = [
-    "DEFAULT_KEY_SCOPES", "DEFAULT_SCOPES", "ROLES", "SCOPES", "Principal", "TokenPair", "add_member",
+    "DEFAULT_KEY_SCOPES", "ROLES", "SCOPES", "Principal", "TokenPair", "add_member",
     "authenticate_access_token", "authenticate_api_key", "authorize", "change_role", "check_scopes",
     "create_api_key", "create_org", "create_project", "create_user", "delete_project", "generate_key",
     "get_project", "get_user_by_email", "hash_key", "key_prefix", "list_api_keys", "list_members",
