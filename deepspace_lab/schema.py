@@ -8,10 +8,11 @@ from .billing.models import Hold, Price, Transaction, UsageRecord, Wallet
 from .catalog.models import CatalogModel
 from .conversations.models import Conversation, Message
 from .db.base import Base
+from .idempotency.models import IdempotencyKey
 
 metadata = Base.metadata
 
 __all__ = [
     "ApiKey", "AuditLog", "CatalogModel", "Conversation", "Hold", "Message", "Org",
-    "OrgMember", "Price", "Project", "Transaction", "UsageRecord", "User", "Wallet", "metadata",
+    "IdempotencyKey", "OrgMember", "Price", "Project", "Transaction", "UsageRecord", "User", "Wallet", "metadata",
 ]

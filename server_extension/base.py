@@ -172,3 +172,6 @@ class HandlerSink:
     def set_json(self, body: bytes, *, status: int = 200) -> None:
         self.json_body = body
         self.json_status = status
+
+    def set_header(self, name: str, value: str) -> None:
+        self.handler.set_header(name, value)

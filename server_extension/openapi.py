@@ -122,8 +122,8 @@ SCHEMAS: dict[str, Any] = {
 ERRORS = {code: {"description": text, "content": {"application/json": {"schema": ref("Error")}}}
           for code, text in (("400", "bad input"), ("401", "missing or invalid credentials"),
                              ("403", "not allowed"), ("404", "not found (also: another tenant's id)"),
-                             ("409", "conflict"), ("429", "rate limited"), ("502", "upstream failed"),
-                             ("503", "not ready"), ("504", "upstream timed out"))}
+                             ("409", "conflict"), ("422", "unprocessable"), ("429", "rate limited"),
+                             ("502", "upstream failed"), ("503", "not ready"), ("504", "upstream timed out"))}
 
 
 def op(summary: str, ok: str, schema: str | None, *, body: str | None = None, errors: tuple[str, ...] = (),
@@ -155,12 +155,21 @@ def path_id(name: str) -> dict[str, Any]:
 PAGING = [{"name": "cursor", "in": "query", "required": False, "schema": STR},
           {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1,
                                                                           "maximum": 200}}]
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+    "description": "Run this request at most once per key in your org (kept 24 h). Same key and request after it "
+                   "completed: the stored response again, with `Idempotent-Replayed: true`, nothing billed; still "
+                   "running: 409 `idempotency_in_progress` with `Retry-After`; another request: 422 "
+                   "`idempotency_key_reused`; a malformed key: 400 `invalid_idempotency_key`; a completed response "
+                   "too big to keep (over 4 MiB): 409 `idempotent_response_not_stored`. A failed request frees "
+                   "its key."}
 A = "/deepspace/api"
 
 PATHS: dict[str, dict[str, Any]] = {
     "/deepspace/v1/chat/completions": {"post": op(
         "OpenAI-compatible chat completion (stream or not)", "200", "ChatCompletion", body="ChatCompletionRequest",
-        errors=("404", "429", "502", "504"), sse=True)},
+        errors=("404", "409", "422", "429", "502", "504"), sse=True, params=[IDEMPOTENCY_KEY])},
     "/deepspace/v1/models": {"get": op("Models you may use", "200", "ModelList")},
     f"{A}/health": {"get": op("Liveness", "200", "Health", public=True)},
     f"{A}/health/ready": {"get": op("Readiness of database, Redis and upstream", "200", "Ready", public=True,
@@ -211,6 +220,10 @@ PATHS: dict[str, dict[str, Any]] = {
         "delete": op("Delete a conversation and its messages", "204", None, errors=("404",),
                      params=[path_id("conversation_id")])},
 }
+
+PATHS["/deepspace/v1/chat/completions"]["post"]["responses"]["200"]["headers"] = {
+    "Idempotent-Replayed": {"description": "`true` when this is the stored response of an earlier request with the "
+                                           "same `Idempotency-Key`", "schema": {"const": "true"}}}
 
 
 def openapi_document() -> dict[str, Any]:

@@ -38,6 +38,9 @@ class ResponseSink(Protocol):
     def set_json(self, body: bytes, *, status: int = 200) -> None:
         """The whole (non-streaming) response body, sent when the pipeline returns."""
 
+    def set_header(self, name: str, value: str) -> None:
+        """A response header; only before the stream starts (a stream's headers go out with it)."""
+
     @property
     def client_gone(self) -> bool: ...
 

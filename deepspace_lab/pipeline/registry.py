@@ -20,7 +20,8 @@ ENTRY_POINT_GROUP = "deepspace_lab.pipeline_steps"
 #: Every product route runs these, in this order.
 DOOR_STEPS = ("audit", "auth")
 #: Model calls add these: before the extension steps, then after them.
-CHAT_STEPS_BEFORE = ("validate",)
+#: ``idempotency`` right after ``validate``: before billing, so a replay never reaches a hold.
+CHAT_STEPS_BEFORE = ("validate", "idempotency")
 CHAT_STEPS_AFTER = ("conversation", "upstream")
 CORE_STEPS = frozenset(DOOR_STEPS + CHAT_STEPS_BEFORE + CHAT_STEPS_AFTER)
 

@@ -39,7 +39,7 @@ def test_builtin_steps_register_through_the_entry_point_group() -> None:
 
 def test_core_order_is_door_then_validate_then_extensions_then_the_call() -> None:
     assert DOOR_STEPS == ("audit", "auth")
-    assert CHAT_STEPS_BEFORE == ("validate",)
+    assert CHAT_STEPS_BEFORE[:2] == ("validate", "idempotency")
     assert CHAT_STEPS_AFTER[-1] == "upstream"
 
 
@@ -59,7 +59,9 @@ def test_an_unknown_step_is_a_config_error(gateway: Gateway) -> None:
 def test_an_extension_step_runs_inside_the_core_steps(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     registry = dict(discover_steps(), tag=TagStep)
     pipeline = Pipeline(gateway.runtime.services, extensions=["tag"], registry=registry)
-    assert pipeline.chat_step_names == ("audit", "auth", "validate", "tag", "conversation", "upstream")
+    names = pipeline.chat_step_names
+    assert names[:4] == ("audit", "auth", "validate", "idempotency") and names[-2:] == ("conversation", "upstream")
+    assert names.index("tag") == len(DOOR_STEPS + CHAT_STEPS_BEFORE)
     monkeypatch.setattr(gateway.runtime, "_pipeline", pipeline)
     CALLS.clear()
     response = httpx.post(gateway.base_url + "/chat/completions",

@@ -23,7 +23,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('org_id', sa.String(length=40), nullable=False),
     sa.Column('key', sa.String(length=255), nullable=False),
-    sa.Column('body_sha256', sa.String(length=64), nullable=False),
+    sa.Column('request_sha256', sa.String(length=64), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('claim_token', sa.String(length=32), nullable=False),
     sa.Column('request_id', sa.String(length=40), nullable=True),
