@@ -1,16 +1,18 @@
-"""Product API for the caller's org: its wallet and its ledger entries (newest first, paged).
+"""Product API for the caller's org: its wallet, its ledger entries and its usage records
+(both newest first, paged).
 
 Thin: the org comes from the credential (never from the request), the billing service does
-the rest. Both are the ``billing.read`` action (see ``deepspace_lab.auth.permissions``).
+the rest. All are the ``billing.read`` action (see ``deepspace_lab.auth.permissions``).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from deepspace_lab.billing import LedgerEntry, get_wallet, list_entries
+from deepspace_lab.billing import LedgerEntry, get_wallet, list_entries, list_usage, parse_time
 from deepspace_lab.errors import InvalidRequest
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
@@ -35,6 +37,32 @@ def entry_json(entry: LedgerEntry) -> dict[str, Any]:
             "request_id": entry.request_id, "created_at": entry.created_at.isoformat()}
 
 
+def usage_json(record: dict[str, Any]) -> dict[str, Any]:
+    """Every column of a usage record (new ones included, so that the pipeline can add columns
+    without touching this), times as ISO-8601."""
+    out: dict[str, Any] = {"object": "usage_record"}
+    for name, value in record.items():
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def _page_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE
+    if not (raw.isascii() and raw.isdigit()):
+        raise InvalidRequest("`limit` must be a whole number", code="invalid_limit", param="limit")
+    return int(raw)
+
+
+class _QueryHandler(DeepSpaceHandler):
+    def query_value(self, name: str) -> str | None:
+        """A query parameter given at most once (twice is a 400, never silently the last)."""
+        values = self.get_query_arguments(name)
+        if len(values) > 1:
+            raise InvalidRequest(f"`{name}` may be given once", code="repeated_parameter", param=name)
+        return values[0] if values else None
+
+
 class WalletHandler(DeepSpaceHandler):
     async def get(self) -> None:
         await self.runtime.pipeline.run(self.context(kind="api.wallet.read", action="billing.read"), self._show)
@@ -48,21 +76,37 @@ class WalletHandler(DeepSpaceHandler):
         ctx.sink.set_json(orjson.dumps(body))  # type: ignore[union-attr]
 
 
-class WalletTransactionsHandler(DeepSpaceHandler):
+class WalletTransactionsHandler(_QueryHandler):
     async def get(self) -> None:
         await self.runtime.pipeline.run(self.context(kind="api.wallet.transactions", action="billing.read"), self._list)
         self.finish_sink()
 
     async def _list(self, ctx: RequestContext) -> None:
-        raw_limit = self.get_query_argument("limit", str(DEFAULT_PAGE))
-        if not raw_limit.isdigit():
-            raise InvalidRequest("`limit` must be a whole number", code="invalid_limit", param="limit")
-        cursor = self.get_query_argument("cursor", None) or None
+        limit = _page_limit(self.query_value("limit"))
+        cursor = self.query_value("cursor") or None
         async with self.runtime.sessions() as session:
-            page = await list_entries(session, org_id=_org_id(ctx), limit=int(raw_limit), cursor=cursor)
+            page = await list_entries(session, org_id=_org_id(ctx), limit=limit, cursor=cursor)
         ctx.sink.set_json(orjson.dumps({  # type: ignore[union-attr]
             "object": "list", "data": [entry_json(e) for e in page.entries],
             "has_more": page.next_cursor is not None, "next_cursor": page.next_cursor}))
+
+
+class UsageHandler(_QueryHandler):
+    async def get(self) -> None:
+        await self.runtime.pipeline.run(self.context(kind="api.usage.list", action="billing.read"), self._list)
+        self.finish_sink()
+
+    async def _list(self, ctx: RequestContext) -> None:
+        arg = self.query_value
+        times = {name: parse_time(raw, param=name) for name in ("since", "until") if (raw := arg(name)) is not None}
+        limit = _page_limit(arg("limit"))
+        async with self.runtime.sessions() as session:
+            page = await list_usage(session, org_id=_org_id(ctx), project_id=arg("project_id"),
+                                    api_key_id=arg("api_key_id"), model=arg("model"), limit=limit,
+                                    cursor=arg("cursor") or None, **times)
+        ctx.sink.set_json(orjson.dumps({  # type: ignore[union-attr]
+            "object": "list", "data": [usage_json(r) for r in page.records],
+            "has_more": page.next_cursor is not None, "next_cursor": page.next_cursor}, default=str))
 
 
 def default_handlers(runtime: Runtime) -> list[tuple[str, type, dict[str, Any]]]:
@@ -70,4 +114,5 @@ def default_handlers(runtime: Runtime) -> list[tuple[str, type, dict[str, Any]]]
     return [
         (API_PREFIX + "/wallet", WalletHandler, kwargs),
         (API_PREFIX + "/wallet/transactions", WalletTransactionsHandler, kwargs),
+        (API_PREFIX + "/usage", UsageHandler, kwargs),
     ]

@@ -113,6 +113,17 @@ SCHEMAS: dict[str, Any] = {
                         "request_id": NSTR, "created_at": TIME}, ["id", "type", "ref", "amount_micros"]),
     "LedgerPage": obj({"object": {"const": "list"}, "data": {"type": "array", "items": ref("LedgerEntry")},
                        "has_more": {"type": "boolean"}, "next_cursor": NSTR}, ["object", "data", "has_more"]),
+    # Open (extra=True): the pipeline adds columns to usage records and the route shows them all.
+    "UsageRecord": obj({"id": {"type": "integer"}, "object": {"const": "usage_record"}, "request_id": STR,
+                        "trace_id": STR, "org_id": STR, "project_id": NSTR, "user_id": NSTR, "api_key_id": NSTR,
+                        "model": STR, "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
+                        "delivered_tokens": {"type": "integer"}, "cost_micros": {"type": "integer"},
+                        "measured": STR, "finish_reason": NSTR, "price_id": {"type": ["integer", "null"]},
+                        "upstream_response_id": NSTR, "status": STR, "held_micros": {"type": "integer"},
+                        "stream": {"type": "boolean"}, "error_code": NSTR, "settled_at": NTIME, "created_at": TIME},
+                       ["id", "object", "request_id", "model", "cost_micros", "created_at"], extra=True),
+    "UsagePage": obj({"object": {"const": "list"}, "data": {"type": "array", "items": ref("UsageRecord")},
+                      "has_more": {"type": "boolean"}, "next_cursor": NSTR}, ["object", "data", "has_more"]),
     "Health": obj({"status": STR, "version": STR, "upstream": {"enum": ["simulated", "configured"]}},
                   ["status", "version", "upstream"]),
     "Ready": obj({"status": {"enum": ["ready", "not_ready"]}, "checks": {"type": "object"},
@@ -155,6 +166,15 @@ def path_id(name: str) -> dict[str, Any]:
 PAGING = [{"name": "cursor", "in": "query", "required": False, "schema": STR},
           {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1,
                                                                           "maximum": 200}}]
+USAGE_FILTERS = [
+    {"name": "project_id", "in": "query", "required": False, "schema": ID},
+    {"name": "api_key_id", "in": "query", "required": False, "schema": ID},
+    {"name": "model", "in": "query", "required": False, "schema": {"type": "string", "minLength": 1,
+                                                                    "maxLength": 200}},
+    {"name": "since", "in": "query", "required": False, "schema": TIME,
+     "description": "inclusive; ISO-8601, UTC when no offset is given"},
+    {"name": "until", "in": "query", "required": False, "schema": TIME,
+     "description": "exclusive; ISO-8601, UTC when no offset is given"}]
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
@@ -209,6 +229,8 @@ PATHS: dict[str, dict[str, Any]] = {
     f"{A}/wallet": {"get": op("Your org's wallet (micro-credits)", "200", "Wallet")},
     f"{A}/wallet/transactions": {"get": op("Your org's ledger entries, newest first", "200", "LedgerPage",
                                            params=PAGING)},
+    f"{A}/usage": {"get": op("Your org's usage records (one per billed request), newest first", "200", "UsagePage",
+                             params=PAGING + USAGE_FILTERS)},
     f"{A}/conversations": {
         "get": op("Conversations of your project, newest first", "200", "ConversationList", params=PAGING),
         "post": op("Create a conversation", "201", "Conversation", body="NewConversation", body_required=False)},

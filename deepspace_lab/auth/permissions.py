@@ -23,8 +23,8 @@ Platform admins are a flag on the user, for the Admin API.
 | admin.read            | platform admins only                  | admin-read  |
 | admin.write           | platform admins only                  | admin       |
 
-``account.read`` covers me, orgs, projects and members lists; ``billing.read`` the org's wallet
-and ledger entries (a key that may spend may see the balance). Only an owner may make or
+``account.read`` covers me, orgs, projects and members lists; ``billing.read`` the org's wallet,
+ledger entries and usage records (a key that may spend may see the balance). Only an owner may make or
 unmake an owner; the last owner cannot leave or be demoted.
 """
 

@@ -69,6 +69,7 @@ from .ledger import (
 )
 from .pricing import PriceVersion, cost_micros, get_price, list_prices, price_for, set_price
 from .reconcile import Problem, ReconcileReport, check_invariants, reconcile
+from .usage_query import UsagePage, list_usage, parse_time
 from .wallets import EntryPage, ensure_wallet, get_wallet, list_entries, set_overdraft_limit
 
 __all__ = [
@@ -80,4 +81,5 @@ __all__ = [
     "debit_wallet", "ensure_wallet", "expire_hold", "get_hold", "get_price", "get_wallet", "list_entries",
     "list_prices", "place_hold", "price_for", "reconcile", "refund_capture", "release_hold", "renew_hold_lease",
     "set_overdraft_limit", "set_price", "top_up_hold",
+    "UsagePage", "list_usage", "parse_time",
 ]

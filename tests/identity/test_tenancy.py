@@ -9,8 +9,10 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy.orm import Session
 
 from deepspace_lab.billing.ledger import credit_wallet
+from deepspace_lab.billing.models import UsageRecord
 from deepspace_lab.db import make_async_engine, make_sessionmaker
 from deepspace_lab.server_extension.openapi import openapi_document
 
@@ -139,6 +141,20 @@ def transactions_are_own(world: World) -> None:
     assert len(world.call("GET", "/wallet/transactions", key=world.a.people["owner"].key).json()["data"]) == 1
 
 
+def usage_is_own(world: World) -> None:
+    with Session(world.gw.db) as session:
+        session.add(UsageRecord(request_id="req_tenancy_a", trace_id="a" * 32, org_id=world.a.id,
+                                project_id=world.a.project_id, api_key_id=world.a.people["owner"].key_id,
+                                model=MODEL, cost_micros=42, measured="upstream"))
+        session.commit()
+    b = _b(world)
+    assert world.call("GET", "/usage", key=b).json()["data"] == []
+    for name, value in (("project_id", world.a.project_id), ("api_key_id", world.a.people["owner"].key_id)):
+        assert world.call("GET", "/usage", key=b, params={name: value}).json()["data"] == []
+    mine = world.call("GET", "/usage", key=world.a.people["viewer"].key).json()["data"]
+    assert [r["request_id"] for r in mine] == ["req_tenancy_a"]
+
+
 A = "/deepspace/api"
 CASES: dict[tuple[str, str], Callable[[World], None]] = {
     ("/deepspace/v1/chat/completions", "post"): chat_with_foreign_conversation,
@@ -157,6 +173,7 @@ CASES: dict[tuple[str, str], Callable[[World], None]] = {
     (f"{A}/keys/{{key_id}}", "delete"): key_revoke_foreign,
     (f"{A}/wallet", "get"): wallet_is_own,
     (f"{A}/wallet/transactions", "get"): transactions_are_own,
+    (f"{A}/usage", "get"): usage_is_own,
     (f"{A}/conversations", "get"): conversations_list_only_own,
     (f"{A}/conversations", "post"): conversation_create_lands_in_own_project,
     (f"{A}/conversations/{{conversation_id}}", "get"): conversation_foreign,
