@@ -108,12 +108,12 @@ def drop_pg_database(name: str) -> None:
 
 async def prepare(settings: Settings, *, model: str, key: str) -> dict[str, str]:
     """Migrate, create admin/org/project, add the model and import the bench key."""
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
     from deepspace_lab.auth import create_api_key
     from deepspace_lab.auth.keys import key_prefix
     from deepspace_lab.auth.models import ApiKey, User
-    from deepspace_lab.billing.models import Wallet
+    from deepspace_lab.billing import credit_wallet, list_prices, set_price
     from deepspace_lab.bootstrap import init_deployment
     from deepspace_lab.catalog import upsert_model
     from deepspace_lab.db import make_async_engine, make_sessionmaker
@@ -129,8 +129,9 @@ async def prepare(settings: Settings, *, model: str, key: str) -> dict[str, str]
         async with make_sessionmaker(engine)() as session:
             await upsert_model(session, name=model, upstream_name=model, description="shared/bench mock upstream",
                                owned_by="bench")
-            await session.execute(update(Wallet).where(Wallet.org_id == result.org_id)
-                                  .values(balance_micros=BENCH_WALLET_MICROS))
+            if not await list_prices(session, model_name=model):  # a price: every request is billed
+                await set_price(session, model_name=model, input_micros_per_mtok=1_000_000,
+                                output_micros_per_mtok=2_000_000, actor="bench")
             existing = (await session.execute(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
             if existing is None:
                 user = (await session.execute(select(User).where(User.email == result.email))).scalar_one()
@@ -138,6 +139,8 @@ async def prepare(settings: Settings, *, model: str, key: str) -> dict[str, str]
                                      project_id=result.project_id, user_id=user.id, name="bench",
                                      plaintext=key)
             await session.commit()
+            await credit_wallet(session, org_id=result.org_id, amount_micros=BENCH_WALLET_MICROS, reason="bench",
+                                actor="bench", ref=f"bench-credit:{result.org_id}")
     finally:
         await engine.dispose()
     return {"org_id": result.org_id, "project_id": result.project_id, "created": str(result.created)}

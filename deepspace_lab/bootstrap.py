@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from .audit import AuditWriter
 from .auth import create_api_key, create_org, create_project, create_user
 from .auth.models import OrgMember, Project, User
 from .auth.passwords import MIN_PASSWORD_LENGTH, generate_password, hash_password
+from .billing import credit_wallet, list_prices, set_price
 from .catalog import upsert_model
 from .config import SECRET_KEY_FILE, ConfigError, Settings
 from .db import make_async_engine, make_sessionmaker
@@ -37,6 +39,7 @@ class InitResult:
     api_key: str | None = None
     password: str | None = None
     secret_key_file: str | None = None
+    credit_micros: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k == "api_key"}
@@ -58,13 +61,22 @@ def ensure_secret_key(settings: Settings) -> Settings:
     return settings.replace(secret_key=path.read_text().strip())
 
 
+#: When the simulated models' seeded prices start (fixed, so seeding again is a no-op).
+SIMULATED_PRICES_FROM = datetime(2025, 1, 1, tzinfo=UTC)
+
+
 async def seed_simulated_models(settings: Settings) -> None:
+    """The simulated models in the catalog, each with a (simulated) price unless it has one."""
     engine = make_async_engine(settings.database_url)
     try:
         async with make_sessionmaker(engine)() as session:
             for model in SIMULATED_MODELS:
                 await upsert_model(session, name=model["id"], context_window=model["context_window"],
                                    description=model["description"], owned_by="deepspace-simulator")
+                if not await list_prices(session, model_name=model["id"]):
+                    await set_price(session, model_name=model["id"], effective_at=SIMULATED_PRICES_FROM,
+                                    input_micros_per_mtok=model["input_micros_per_mtok"],
+                                    output_micros_per_mtok=model["output_micros_per_mtok"], actor="init")
             await session.commit()
     finally:
         await engine.dispose()
@@ -105,6 +117,10 @@ async def init_deployment(
                 session, secret_key=settings.require_secret_key(), org_id=org.id, project_id=project.id,
                 user_id=user.id, name="init", scopes=INIT_KEY_SCOPES)
             await session.commit()
+            if settings.init_credit_micros:
+                await credit_wallet(session, org_id=org.id, amount_micros=settings.init_credit_micros,
+                                    reason="initial grant (deepspace-lab init)", actor=actor,
+                                    ref=f"init-grant:{org.id}")
         audit = AuditWriter(engine, flush_interval_ms=0)
         await audit.write(trace_id=new_trace_id(), kind="cli.init", actor=actor, org_id=org.id,
                           project_id=project.id, user_id=user.id,
@@ -113,6 +129,7 @@ async def init_deployment(
             created=True, email=user.email, org_id=org.id, project_id=project.id, api_key=plaintext,
             password=password if generated else None,
             secret_key_file=None if had_key else str(settings.data_dir / SECRET_KEY_FILE),
+            credit_micros=settings.init_credit_micros or None,
         )
     finally:
         await engine.dispose()

@@ -77,6 +77,19 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "before the response ends."),
     SettingSpec("catalog_cache_ttl_s", float, 5.0,
                 "Seconds a models-catalog lookup is cached in a gateway process (credentials are never cached)."),
+    SettingSpec("default_max_output_tokens", int, 4096,
+                "Output cap for a chat request that names no `max_tokens`: the hold covers it and the "
+                "upstream is asked for no more."),
+    SettingSpec("hold_lease_s", float, 120.0,
+                "Lease of a request's hold; a live request renews it, reconciliation releases lapsed ones."),
+    SettingSpec("drain_timeout_s", float, 30.0,
+                "After a client disconnects mid-stream, how long the gateway keeps reading the upstream "
+                "to learn the usage before it gives up and bills an estimate."),
+    SettingSpec("max_concurrent_drains", int, 32,
+                "Streams a gateway process drains at once after their clients left; more are cut and "
+                "billed an estimate."),
+    SettingSpec("init_credit_micros", int, 100_000_000,
+                "Credit `deepspace-lab init` grants the first org (micro-credits; 0 for none)."),
     SettingSpec("simulator_token_latency_ms", float, 15.0,
                 "Delay per streamed token of the built-in simulated upstream (ms)."),
     SettingSpec("pipeline_steps", str, "",
@@ -117,6 +130,11 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     audit_flush_interval_ms: int = 50
     catalog_cache_ttl_s: float = 5.0
+    default_max_output_tokens: int = 4096
+    hold_lease_s: float = 120.0
+    drain_timeout_s: float = 30.0
+    max_concurrent_drains: int = 32
+    init_credit_micros: int = 100_000_000
     simulator_token_latency_ms: float = 15.0
     pipeline_steps: str = ""
     jupyterhub_api_url: str | None = None
@@ -168,6 +186,12 @@ class Settings:
                 values["secret_key"] = key_file.read_text().strip() or None
         if values["log_format"] not in ("text", "json"):
             raise ConfigError("DEEPSPACE_LOG_FORMAT must be `text` or `json`", param="DEEPSPACE_LOG_FORMAT")
+        for name in ("default_max_output_tokens", "hold_lease_s", "drain_timeout_s"):
+            if values[name] <= 0:
+                raise ConfigError(f"DEEPSPACE_{name.upper()} must be more than 0", param=f"DEEPSPACE_{name.upper()}")
+        for name in ("max_concurrent_drains", "init_credit_micros"):
+            if values[name] < 0:
+                raise ConfigError(f"DEEPSPACE_{name.upper()} must be 0 or more", param=f"DEEPSPACE_{name.upper()}")
         return cls(**values)
 
     @property

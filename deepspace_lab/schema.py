@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .audit.models import AuditLog
 from .auth.models import ApiKey, Org, OrgMember, Project, User
-from .billing.models import Hold, Price, Transaction, UsageRecord, Wallet
+from .billing.models import Budget, BudgetCounter, Hold, HoldBudgetCounter, Price, Transaction, UsageRecord, Wallet
 from .catalog.models import CatalogModel
 from .conversations.models import Conversation, Message
 from .db.base import Base
@@ -13,6 +13,7 @@ from .idempotency.models import IdempotencyKey
 metadata = Base.metadata
 
 __all__ = [
-    "ApiKey", "AuditLog", "CatalogModel", "Conversation", "Hold", "Message", "Org",
+    "ApiKey", "AuditLog", "Budget", "BudgetCounter", "CatalogModel", "Conversation", "Hold", "HoldBudgetCounter",
+    "Message", "Org",
     "IdempotencyKey", "OrgMember", "Price", "Project", "Transaction", "UsageRecord", "User", "Wallet", "metadata",
 ]

@@ -132,8 +132,10 @@ SCHEMAS: dict[str, Any] = {
 
 ERRORS = {code: {"description": text, "content": {"application/json": {"schema": ref("Error")}}}
           for code, text in (("400", "bad input"), ("401", "missing or invalid credentials"),
+                             ("402", "insufficient funds (`insufficient_funds`)"),
                              ("403", "not allowed"), ("404", "not found (also: another tenant's id)"),
-                             ("409", "conflict"), ("422", "unprocessable"), ("429", "rate limited"),
+                             ("409", "conflict"), ("422", "unprocessable"),
+                             ("429", "rate limited, or a budget cap reached (`budget_exceeded`)"),
                              ("502", "upstream failed"), ("503", "not ready"), ("504", "upstream timed out"))}
 
 
@@ -189,7 +191,7 @@ A = "/deepspace/api"
 PATHS: dict[str, dict[str, Any]] = {
     "/deepspace/v1/chat/completions": {"post": op(
         "OpenAI-compatible chat completion (stream or not)", "200", "ChatCompletion", body="ChatCompletionRequest",
-        errors=("404", "409", "422", "429", "502", "504"), sse=True, params=[IDEMPOTENCY_KEY])},
+        errors=("402", "404", "409", "422", "429", "502", "504"), sse=True, params=[IDEMPOTENCY_KEY])},
     "/deepspace/v1/models": {"get": op("Models you may use", "200", "ModelList")},
     f"{A}/health": {"get": op("Liveness", "200", "Health", public=True)},
     f"{A}/health/ready": {"get": op("Readiness of database, Redis and upstream", "200", "Ready", public=True,
@@ -245,7 +247,10 @@ PATHS: dict[str, dict[str, Any]] = {
 
 PATHS["/deepspace/v1/chat/completions"]["post"]["responses"]["200"]["headers"] = {
     "Idempotent-Replayed": {"description": "`true` when this is the stored response of an earlier request with the "
-                                           "same `Idempotency-Key`", "schema": {"const": "true"}}}
+                                           "same `Idempotency-Key`", "schema": {"const": "true"}},
+    "X-DeepSpace-Cost-Micros": {"description": "What the request cost, in micro-credits (non-streaming responses; "
+                                               "a stream that asks for usage gets `usage.cost_micros` in its final "
+                                               "chunk)", "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
 
 
 def openapi_document() -> dict[str, Any]:

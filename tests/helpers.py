@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from deepspace_lab.auth import create_api_key, create_org, create_project, create_user
+from deepspace_lab.billing import credit_wallet
 from deepspace_lab.config import Settings
 from deepspace_lab.db import make_async_engine, make_sessionmaker, make_sync_engine
 from deepspace_lab.runtime import Runtime
@@ -89,7 +91,12 @@ class Gateway:
         self.db.dispose()
 
 
-def make_tenant(settings: Settings, *, email: str, scopes: tuple[str, ...] = ("chat",)) -> Tenant:
+#: What a test tenant's wallet starts with: a million credits, so only billing tests ever run dry.
+TENANT_CREDIT_MICROS = 10**12
+
+
+def make_tenant(settings: Settings, *, email: str, scopes: tuple[str, ...] = ("chat",),
+                credit_micros: int = TENANT_CREDIT_MICROS) -> Tenant:
     async def create() -> Tenant:
         engine = make_async_engine(settings.database_url)
         try:
@@ -100,6 +107,9 @@ def make_tenant(settings: Settings, *, email: str, scopes: tuple[str, ...] = ("c
                 key, plaintext = await create_api_key(session, secret_key=TEST_SECRET, org_id=org.id,
                                                       project_id=project.id, user_id=user.id, scopes=scopes)
                 await session.commit()
+                if credit_micros:
+                    await credit_wallet(session, org_id=org.id, amount_micros=credit_micros, reason="test credit",
+                                        actor="tests")
                 return Tenant(user.id, org.id, project.id, plaintext, key.id)
         finally:
             await engine.dispose()
@@ -131,3 +141,11 @@ def count(db: Engine, table: str, **where: Any) -> int:
 
 
 __all__ = ["LoopThread", "Gateway", "Tenant", "make_tenant", "start_gateway", "count"]
+
+
+def wait_for(condition: Callable[[], bool], *, timeout_s: float = 15) -> None:
+    """Poll ``condition`` until it holds (a state another process or thread reaches)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)

@@ -38,6 +38,15 @@ exact total in micro-credits.
 """
 
 from ._types import HoldView, LedgerEntry, WalletView
+from .budgets import (
+    BudgetExceededError,
+    BudgetNotFoundError,
+    BudgetView,
+    delete_budget,
+    list_budgets,
+    scopes_of,
+    set_budget,
+)
 from .errors import (
     CaptureExceedsHoldError,
     CaptureNotFoundError,
@@ -67,8 +76,9 @@ from .ledger import (
     renew_hold_lease,
     top_up_hold,
 )
-from .pricing import PriceVersion, cost_micros, get_price, list_prices, price_for, set_price
+from .pricing import PriceVersion, cost_micros, get_price, in_force, list_prices, price_for, price_history, set_price
 from .reconcile import Problem, ReconcileReport, check_invariants, reconcile
+from .usage import UsageOutcome, UsageStart
 from .usage_query import UsagePage, list_usage, parse_time
 from .wallets import EntryPage, ensure_wallet, get_wallet, list_entries, set_overdraft_limit
 
@@ -82,4 +92,6 @@ __all__ = [
     "list_prices", "place_hold", "price_for", "reconcile", "refund_capture", "release_hold", "renew_hold_lease",
     "set_overdraft_limit", "set_price", "top_up_hold",
     "UsagePage", "list_usage", "parse_time",
+    "BudgetExceededError", "BudgetNotFoundError", "BudgetView", "UsageOutcome", "UsageStart", "delete_budget",
+    "in_force", "list_budgets", "price_history", "scopes_of", "set_budget",
 ]

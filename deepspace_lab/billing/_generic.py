@@ -3,7 +3,10 @@ the operations that are not on the hot path). Run by :func:`._tx.run_transaction
 
 Each function takes the operation's parameters (``p``), returns the new entry, or ``None``
 when a condition did not match — the runner then rolls back whatever was already done.
-Same lock order as :mod:`._pg`: the hold row first, then the wallet row.
+Same lock order as :mod:`._pg`: the hold row first, then the wallet row, then budget
+counters. A pipeline request's parameters also carry its usage row (``u_*``) and its budget
+scopes (``b_*``): the hold reserves on the budgets and writes the pending row, the capture or
+release settles both, all in the operation's one transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Row, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from . import budgets, usage
 from ._types import ENTRY_COLUMNS, LedgerEntry
 from .models import Hold, Transaction, Wallet
 
@@ -58,6 +62,10 @@ async def place_hold(conn: AsyncConnection, p: P) -> LedgerEntry | None:
         id=p["hold_id"], org_id=p["org_id"], wallet_id=wallet.id, ref=p["ref"], amount_micros=amount, state="open",
         captured_micros=0, refunded_micros=0, price_id=p["price_id"], lease_expires_at=p["lease_expires_at"],
         trace_id=p["trace_id"], request_id=p["request_id"], created_at=p["now"]))
+    if "b_org" in p:
+        await budgets.reserve(conn, p, hold_id=p["hold_id"], amount=amount)
+    if "u_request_id" in p:
+        await usage.insert_pending(conn, p)
     return await _entry(conn, wallet, org_id=p["org_id"], hold_id=p["hold_id"], type="hold", ref=p["ref"],
                         amount_micros=amount, **_ids(p))
 
@@ -74,6 +82,8 @@ async def top_up_hold(conn: AsyncConnection, p: P) -> LedgerEntry | None:
                          balance_delta=-amount, frozen_delta=amount)
     if wallet is None:
         return None
+    await budgets.top_up(conn, hold_id=hold.id, amount=amount, now=p["now"])
+    await usage.grow(conn, request_id=hold.request_id, amount=amount)
     return await _entry(conn, wallet, org_id=hold.org_id, hold_id=hold.id, type="hold", ref=p["ref"],
                         amount_micros=amount, **_ids(p, hold))
 
@@ -94,6 +104,9 @@ async def capture_hold(conn: AsyncConnection, p: P) -> LedgerEntry | None:
                          balance_delta=held - amount, frozen_delta=-held)
     if wallet is None:
         return None
+    await budgets.settle(conn, hold_id=hold.id, held=held, spent=amount)
+    if "u_measured" in p:
+        await usage.complete(conn, p, request_id=hold.request_id, status="captured", cost_micros=amount)
     return await _entry(conn, wallet, org_id=hold.org_id, hold_id=hold.id, type="capture", ref=p["ref"],
                         amount_micros=amount, **_ids(p, hold))
 
@@ -107,6 +120,11 @@ async def _release(conn: AsyncConnection, p: P, *where: ColumnElement[bool], sta
     held = hold.amount_micros
     wallet = await _move(conn, W.c.id == hold.wallet_id, balance_delta=held, frozen_delta=-held)
     assert wallet is not None  # the hold's wallet exists (foreign key)
+    await budgets.settle(conn, hold_id=hold.id, held=held, spent=0)
+    if state == "expired":
+        await usage.mark_expired(conn, p, request_id=hold.request_id)
+    elif "u_measured" in p:
+        await usage.complete(conn, p, request_id=hold.request_id, status="released", cost_micros=0)
     return await _entry(conn, wallet, org_id=hold.org_id, hold_id=hold.id, type="release", ref=hold.ref,
                         amount_micros=held, reason=p.get("reason"), actor=p.get("actor"), **_ids(p, hold))
 

@@ -14,7 +14,10 @@ Every operation
 - stamps the entry with ``trace_id`` / ``request_id`` (default: the current trace's, else
   the hold's);
 - takes ``now`` only so tests can move time (leases); leave it None in production: the
-  gateway's clock is used, which is why the lease is minutes, not seconds.
+  gateway's clock is used, which is why the lease is minutes, not seconds;
+- for a gateway request's hold (placed with ``usage``), settles its usage row when given an
+  ``outcome``; a capture or release without one leaves the row pending, which
+  reconciliation reports (``usage_row``).
 
 A caller cancelled mid-call (a client disconnect) gets its ``CancelledError`` at once,
 but the operation still runs to its commit or rollback; the retry with the same ref tells
@@ -39,6 +42,7 @@ from ._types import HoldView, LedgerEntry
 from .errors import HoldNotFoundError, InvalidAmountError, NoPriceError
 from .models import Hold
 from .pricing import cost_micros, get_price
+from .usage import UsageOutcome, UsageStart
 from .wallets import ensure_wallet
 
 #: A hold's lease when the caller names none; a live request renews it (:func:`renew_hold_lease`).
@@ -109,16 +113,26 @@ async def _apply(session: AsyncSession, p: dict[str, Any], *, work: Work, diagno
 async def place_hold(
     session: AsyncSession, *, org_id: str, ref: str, amount_micros: int, lease_s: float = DEFAULT_LEASE_S,
     price_id: int | None = None, trace_id: str | None = None, request_id: str | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, usage: UsageStart | None = None, budget_scopes: Mapping[str, str | None] | None = None,
 ) -> LedgerEntry:
     """Move ``amount_micros`` from the org's balance to frozen, if balance + overdraft covers it.
 
     ``ref`` is the request's billing ref (it names the hold from now on); ``price_id`` the price
     version its capture will use. Raises ``InsufficientFundsError`` (nothing changes).
+
+    The pipeline also passes ``usage`` (the request's pending usage row, written with the hold)
+    and ``budget_scopes`` (:func:`.budgets.scopes_of`: the hold reserves on every budget of
+    that org, project and key, or raises ``BudgetExceededError`` and nothing changes).
     """
     p = _params(now, trace_id, request_id, org_id=org_id, ref=_ref(ref), amount=_amount(amount_micros, allow_zero=True),
                 hold_id=new_id("hld"), price_id=price_id)
     p["lease_expires_at"] = p["now"] + timedelta(seconds=lease_s)
+    if usage is not None:
+        p.update(usage.params(), **(budget_scopes or {"b_org": None, "b_project": None, "b_key": None}))
+        return await _apply(session, p, work=_generic.place_hold, diagnose=_diagnose.place_hold,
+                            pg_sql=_pg.PLACE_HOLD_WITH_USAGE)
+    if budget_scopes is not None:
+        raise ValueError("budget_scopes come with a request's usage row")
     return await _apply(session, p, work=_generic.place_hold, diagnose=_diagnose.place_hold, pg_sql=_pg.PLACE_HOLD)
 
 
@@ -134,17 +148,20 @@ async def top_up_hold(
 
 async def capture_hold(
     session: AsyncSession, *, ref: str, amount_micros: int, trace_id: str | None = None,
-    request_id: str | None = None, now: datetime | None = None,
+    request_id: str | None = None, now: datetime | None = None, outcome: UsageOutcome | None = None,
 ) -> LedgerEntry:
     """Charge ``amount_micros`` for the hold ``ref`` and return the rest of it to the balance.
 
     Above the hold, the excess comes out of the balance, within the overdraft allowance, else
     ``CaptureExceedsHoldError``. A hold resolves once (``HoldAlreadyResolvedError``); a hold
-    whose lease lapsed cannot be captured (``HoldExpiredError``).
+    whose lease lapsed cannot be captured (``HoldExpiredError``). With ``outcome`` the
+    request's usage row is completed in the same statement.
     """
     p = _params(now, trace_id, request_id, ref=_ref(ref), amount=_amount(amount_micros, allow_zero=True))
+    if outcome is not None:
+        p.update(outcome.params())
     return await _apply(session, p, work=_generic.capture_hold, diagnose=_diagnose.capture_hold,
-                        pg_sql=_pg.CAPTURE_HOLD)
+                        pg_sql=_pg.CAPTURE_HOLD if outcome is None else _pg.CAPTURE_HOLD_WITH_USAGE)
 
 
 async def capture_usage(
@@ -170,12 +187,15 @@ async def capture_usage(
 
 async def release_hold(
     session: AsyncSession, *, ref: str, reason: str | None = None, trace_id: str | None = None,
-    request_id: str | None = None, now: datetime | None = None,
+    request_id: str | None = None, now: datetime | None = None, outcome: UsageOutcome | None = None,
 ) -> LedgerEntry:
-    """Return the whole open hold ``ref`` to the balance (also after its lease lapsed)."""
+    """Return the whole open hold ``ref`` to the balance (also after its lease lapsed). With
+    ``outcome`` the request's usage row is completed in the same statement."""
     p = _params(now, trace_id, request_id, ref=_ref(ref), reason=_reason(reason, required=False))
+    if outcome is not None:
+        p.update(outcome.params())
     return await _apply(session, p, work=_generic.release_hold, diagnose=_diagnose.release_hold,
-                        pg_sql=_pg.RELEASE_HOLD)
+                        pg_sql=_pg.RELEASE_HOLD if outcome is None else _pg.RELEASE_HOLD_WITH_USAGE)
 
 
 async def refund_capture(

@@ -126,10 +126,35 @@ class Price(CreatedAt, Base):
     actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
+#: How a usage row's tokens were learned. ``pending`` while the request runs; ``upstream``: the
+#: upstream reported them; ``drained``: the client had gone and the gateway read the rest of the
+#: stream to learn them; ``estimated``: no usage came (an upstream that sends none, a stream cut
+#: or abandoned), counted from what was relayed; ``none``: nothing was generated (an error before
+#: any output; the hold was released); ``unknown``: the gateway that held it is gone and
+#: reconciliation released the hold when its lease lapsed.
+MEASURED = ("pending", "upstream", "drained", "estimated", "none", "unknown")
+#: The usage row follows its hold: pending (hold open) → captured | released | expired.
+USAGE_STATUSES = ("pending", "captured", "released", "expired")
+
+
 class UsageRecord(CreatedAt, Base):
-    """Exactly one per request that reached the budget hold (DESIGN §12.6)."""
+    """Exactly one per request that reached the budget hold (DESIGN §12.6).
+
+    Written pending in the hold's own statement and completed in the capture's or release's
+    own statement, so a usage row and its ledger entries can never disagree.
+    ``completion_tokens`` is what the model generated, ``delivered_tokens`` what reached the
+    caller (less when the client left early), ``held_micros`` the hold (the worst case),
+    ``cost_micros`` what was captured.
+    """
 
     __tablename__ = "usage_records"
+    __table_args__ = (
+        CheckConstraint(_one_of("measured", MEASURED), name="known_measured"),
+        CheckConstraint(_one_of("status", USAGE_STATUSES), name="known_status"),
+        # newest-first keyset paging of one org's usage; time windows and roll-ups
+        Index("ix_usage_records_org_id_id", "org_id", "id"),
+        Index("ix_usage_records_org_id_created_at", "org_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -143,7 +168,69 @@ class UsageRecord(CreatedAt, Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     delivered_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
-    measured: Mapped[str] = mapped_column(String(16))  # upstream | drained | estimated
+    measured: Mapped[str] = mapped_column(String(16))
     finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"), nullable=True)
     upstream_response_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default=text("'pending'"))
+    held_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    stream: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    #: why it ended other than normally: an error code, ``client_disconnected``, ``drain_timeout``
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+BUDGET_SCOPES = ("org", "project", "key")
+BUDGET_PERIODS = ("day", "month")
+
+
+class Budget(CreatedAt, Base):
+    """A spending cap per org, project or API key and per UTC day or month.
+
+    Spend counts captures plus open holds (a request in flight counts at its hold), so a cap
+    is never overshot by concurrent requests.
+    """
+
+    __tablename__ = "budgets"
+    __table_args__ = (
+        UniqueConstraint("scope", "scope_id", "period"),
+        CheckConstraint(_one_of("scope", BUDGET_SCOPES), name="known_scope"),
+        CheckConstraint(_one_of("period", BUDGET_PERIODS), name="known_period"),
+        CheckConstraint("limit_micros >= 0", name="limit_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    scope_id: Mapped[str] = mapped_column(String(40))
+    period: Mapped[str] = mapped_column(String(8))
+    limit_micros: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class BudgetCounter(Base):
+    """What one budget has spent (captured) and reserved (open holds) in one period."""
+
+    __tablename__ = "budget_counters"
+    __table_args__ = (
+        UniqueConstraint("budget_id", "period_start"),
+        CheckConstraint("reserved_micros >= 0", name="reserved_not_negative"),
+        CheckConstraint("spent_micros >= 0", name="spent_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    reserved_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class HoldBudgetCounter(Base):
+    """Which counters a hold reserved on, so its capture or release settles the same ones."""
+
+    __tablename__ = "hold_budget_counters"
+
+    hold_id: Mapped[str] = mapped_column(ForeignKey("holds.id"), primary_key=True)
+    counter_id: Mapped[int] = mapped_column(ForeignKey("budget_counters.id", ondelete="CASCADE"),
+                                            primary_key=True)

@@ -123,6 +123,22 @@ async def price_for(db: AsyncSession | AsyncConnection, *, model_name: str, at: 
     return _version(row)
 
 
+async def price_history(db: AsyncSession | AsyncConnection, *, model_name: str) -> tuple[PriceVersion, ...]:
+    """Every version of one model, newest ``effective_at`` first (what a gateway caches)."""
+    rows = await db.execute(select(*_COLUMNS).where(_P.c.model_name == model_name)
+                            .order_by(_P.c.effective_at.desc(), _P.c.id.desc()))
+    return tuple(_version(r) for r in rows)
+
+
+def in_force(history: tuple[PriceVersion, ...], *, model_name: str, at: datetime) -> PriceVersion:
+    """The version of ``history`` (newest first) in force at ``at``; ``NoPriceError`` if none."""
+    for version in history:
+        if version.effective_at <= at:
+            return version
+    raise NoPriceError(f"the model {model_name!r} has no price; an operator sets one with "
+                       "`deepspace-lab prices set` (or marks it free)", param="model")
+
+
 async def get_price(db: AsyncSession | AsyncConnection, price_id: int) -> PriceVersion | None:
     row = (await db.execute(select(*_COLUMNS).where(_P.c.id == price_id))).first()
     return _version(row) if row is not None else None

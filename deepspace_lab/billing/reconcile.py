@@ -11,7 +11,11 @@ violations come back (memory stays flat however long the ledger):
   terminal entry once resolved (a capture if captured, a release if released or expired),
   none while open; the capture entry equals ``captured_micros``; its refunds add up to
   ``refunded_micros``, never above the capture;
-- every hold, capture, release and refund entry names its hold; every refund its capture.
+- every hold, capture, release and refund entry names its hold; every refund its capture;
+- per usage row (a gateway request): its hold exists and is in the matching state (pending ↔
+  open, captured ↔ captured with ``cost = captured``, released ↔ released, expired ↔
+  expired), it held what the hold holds;
+- per budget counter: ``reserved = Σ its open holds``, ``spent = Σ its captured holds``.
 
 All checks read one snapshot (REPEATABLE READ on PostgreSQL, one read transaction on
 SQLite), so writes running meanwhile never produce a false alarm.
@@ -30,9 +34,10 @@ from ..db.base import utcnow
 from ._tx import require_idle
 from ._types import LedgerEntry
 from .ledger import expire_hold, lapsed_hold_ids
-from .models import Hold, Transaction, Wallet
+from .models import BudgetCounter, Hold, HoldBudgetCounter, Transaction, UsageRecord, Wallet
 
-W, H, T = (cast(Table, m.__table__) for m in (Wallet, Hold, Transaction))
+W, H, T, U = (cast(Table, m.__table__) for m in (Wallet, Hold, Transaction, UsageRecord))
+C, L = (cast(Table, m.__table__) for m in (BudgetCounter, HoldBudgetCounter))
 EXPIRE_BATCH = 500
 
 
@@ -127,6 +132,33 @@ async def _orphan_problems(conn: AsyncConnection) -> list[Problem]:
     return [Problem("entry_links", f"{r.type} entry without its hold or capture", str(r.id)) for r in rows]
 
 
+async def _usage_problems(conn: AsyncConnection) -> list[Problem]:
+    state = case((U.c.status == "pending", "open"), else_=U.c.status)
+    rows = await conn.execute(
+        select(U.c.request_id, U.c.status, U.c.cost_micros, U.c.held_micros, H.c.state, H.c.captured_micros,
+               H.c.amount_micros)
+        .select_from(U.outerjoin(H, H.c.request_id == U.c.request_id))
+        .where(or_(H.c.id.is_(None), H.c.state != state, U.c.cost_micros != H.c.captured_micros,
+                   U.c.held_micros != H.c.amount_micros)))
+    return [Problem("usage_row", f"usage row is {r.status} (cost {r.cost_micros}, held {r.held_micros}) but its "
+                    f"hold is {r.state or 'missing'} (captured {r.captured_micros}, amount {r.amount_micros})",
+                    r.request_id) for r in rows]
+
+
+async def _budget_problems(conn: AsyncConnection) -> list[Problem]:
+    per_counter = (select(L.c.counter_id,
+                          _sum_when(H.c.state == "open", H.c.amount_micros).label("reserved"),
+                          _sum_when(H.c.state == "captured", H.c.captured_micros).label("spent"))
+                   .select_from(L.join(H, H.c.id == L.c.hold_id)).group_by(L.c.counter_id).subquery())
+    reserved, spent = func.coalesce(per_counter.c.reserved, 0), func.coalesce(per_counter.c.spent, 0)
+    rows = await conn.execute(
+        select(C.c.id, C.c.reserved_micros, C.c.spent_micros, reserved.label("reserved"), spent.label("spent"))
+        .select_from(C.outerjoin(per_counter, per_counter.c.counter_id == C.c.id))
+        .where(or_(C.c.reserved_micros != reserved, C.c.spent_micros != spent)))
+    return [Problem("budget_counter", f"counter says reserved {r.reserved_micros}, spent {r.spent_micros}; its holds "
+                    f"say reserved {r.reserved}, spent {r.spent}", str(r.id)) for r in rows]
+
+
 async def check_invariants(session: AsyncSession) -> ReconcileReport:
     """Check every invariant on one snapshot; read-only. Needs an idle session."""
     require_idle(session)
@@ -140,7 +172,7 @@ async def check_invariants(session: AsyncSession) -> ReconcileReport:
         count = func.count()
         report.wallets_checked = (await conn.execute(select(count).select_from(W))).scalar_one()
         report.holds_checked = (await conn.execute(select(count).select_from(H))).scalar_one()
-        for check in (_wallet_problems, _hold_problems, _orphan_problems):
+        for check in (_wallet_problems, _hold_problems, _orphan_problems, _usage_problems, _budget_problems):
             report.problems.extend(await check(conn))
     finally:
         await session.rollback()

@@ -1,5 +1,5 @@
 """Billing commands: ``wallet credit|debit|show|overdraft``, ``prices set|list``,
-``billing reconcile``.
+``budget set|list|delete``, ``billing reconcile``.
 
 Money on the command line is integer micro-credits (``--micros``; 1 credit = 1,000,000).
 Every change is audited (actor ``cli:<os user>``, with the wallet before and after) under
@@ -17,18 +17,22 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..audit.models import AuditLog
-from ..auth.models import Org
+from ..auth.models import ApiKey, Org, Project
 from ..billing import (
+    BudgetNotFoundError,
     InvalidAmountError,
     OrgNotFoundError,
     WalletView,
     credit_wallet,
     debit_wallet,
+    delete_budget,
     get_wallet,
+    list_budgets,
     list_entries,
     list_prices,
     price_for,
     reconcile,
+    set_budget,
     set_overdraft_limit,
     set_price,
 )
@@ -160,6 +164,59 @@ def _run_prices(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _budget_subject(session: AsyncSession, args: argparse.Namespace) -> str:
+    """The budget's scope id, checked to belong to ``--org``."""
+    await _wallet(session, args.org)  # org_not_found
+    if args.scope == "org":
+        if args.id not in (None, args.org):
+            raise InvalidRequest("an org budget's --id is the org itself; leave it out", code="invalid_scope",
+                                 param="id")
+        return str(args.org)
+    if not args.id:
+        raise InvalidRequest(f"--id names the {args.scope} the budget caps", code="missing_field", param="id")
+    model = Project if args.scope == "project" else ApiKey
+    owner = (await session.execute(select(model.org_id).where(model.id == args.id))).scalar_one_or_none()
+    await session.rollback()
+    if owner != args.org:
+        raise BudgetNotFoundError(f"no {args.scope} {args.id!r} in org {args.org!r}", param="id")
+    return str(args.id)
+
+
+def _run_budget(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(session: AsyncSession) -> Any:
+        if args.budget_cmd == "list":
+            return [b.to_dict() for b in await list_budgets(session, org_id=args.org)]
+        subject = await _budget_subject(session, args)
+        trace_id = new_trace_id()
+        if args.budget_cmd == "delete":
+            gone = await delete_budget(session, org_id=args.org, scope=args.scope, scope_id=subject,
+                                       period=args.period)
+            await _audit(session, kind="cli.budget.delete", trace_id=trace_id, org_id=args.org,
+                         detail={"before": gone.to_dict(), "after": None})
+            return {"deleted": gone.to_dict()}
+        after, before = await set_budget(session, org_id=args.org, scope=args.scope, scope_id=subject,
+                                         period=args.period, limit_micros=_micros(args.micros), actor=actor())
+        await _audit(session, kind="cli.budget.set", trace_id=trace_id, org_id=args.org,
+                     detail={"before": before.to_dict() if before else None, "after": after.to_dict()})
+        return {"budget": after.to_dict(), "before": before.to_dict() if before else None}
+
+    result = in_session(settings, work)
+    if args.budget_cmd == "list":
+        text = "\n".join(f"{b['org_id']}  {b['scope']:7} {b['scope_id']:28} {b['period']:5} "
+                         f"limit {b['limit_micros']:>14}  spent {b['spent_micros']:>12}  "
+                         f"reserved {b['reserved_micros']:>10}" for b in result)
+        text = text or "(no budgets)"
+    elif "deleted" in result:
+        b = result["deleted"]
+        text = f"Deleted the {b['period']} budget of {b['scope']} {b['scope_id']}."
+    else:
+        b = result["budget"]
+        text = (f"{'Changed' if result['before'] else 'Set'} the {b['period']} budget of {b['scope']} {b['scope_id']}"
+                f" to {b['limit_micros']} micros ({_credits(b['limit_micros'])} credits).")
+    emit(args, result, text)
+    return 0
+
+
 def _run_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     async def work(session: AsyncSession) -> dict[str, Any]:
         report = await reconcile(session, actor=actor(), expire=not args.no_expire)
@@ -214,6 +271,23 @@ def register(sub: Any) -> None:
     q.add_argument("model", nargs="?", help="only this model")
     q.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_run_prices)
+
+    p = sub.add_parser("budget", help="spending caps per org, project or API key, per UTC day or month")
+    bsub = p.add_subparsers(dest="budget_cmd", required=True, metavar="ACTION")
+    for name, help_text in (("set", "create or change a cap (requests whose worst case would cross it get 429)"),
+                            ("delete", "remove a cap")):
+        q = bsub.add_parser(name, help=help_text)
+        q.add_argument("--org", required=True, help="org id")
+        q.add_argument("--scope", required=True, choices=("org", "project", "key"), help="what the cap applies to")
+        q.add_argument("--id", help="the project or API key id (not for --scope org)")
+        q.add_argument("--period", required=True, choices=("day", "month"), help="UTC day or calendar month")
+        if name == "set":
+            q.add_argument("--micros", required=True, help="the cap in micro-credits per period")
+        q.add_argument("--json", action="store_true", help="print JSON")
+    q = bsub.add_parser("list", help="caps with this period's spend and reservations")
+    q.add_argument("--org", help="only this org")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_run_budget)
 
     p = sub.add_parser("billing", help="billing maintenance")
     bsub = p.add_subparsers(dest="billing_cmd", required=True, metavar="ACTION")

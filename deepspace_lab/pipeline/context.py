@@ -17,6 +17,7 @@ from ..config import Settings
 from ..conversations.models import Conversation
 from ..upstream import UpstreamClient
 from .chat import ChatRequest
+from .metering import RequestBilling
 
 
 class ResponseSink(Protocol):
@@ -79,6 +80,7 @@ class RequestContext:
     chat: ChatRequest | None = None
     model: ModelInfo | None = None
     conversation: Conversation | None = None
+    billing: RequestBilling | None = None
     # the outcome, read by the audit step
     status_code: int = 200
     error_code: str | None = None

@@ -21,8 +21,8 @@ ENTRY_POINT_GROUP = "deepspace_lab.pipeline_steps"
 DOOR_STEPS = ("audit", "auth")
 #: Model calls add these: before the extension steps, then after them.
 #: ``idempotency`` right after ``validate``: before billing, so a replay never reaches a hold.
-CHAT_STEPS_BEFORE = ("validate", "idempotency")
-CHAT_STEPS_AFTER = ("conversation", "upstream")
+CHAT_STEPS_BEFORE = ("validate", "idempotency", "conversation", "budget_hold")
+CHAT_STEPS_AFTER = ("usage_capture", "upstream")
 CORE_STEPS = frozenset(DOOR_STEPS + CHAT_STEPS_BEFORE + CHAT_STEPS_AFTER)
 
 

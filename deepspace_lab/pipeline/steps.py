@@ -1,27 +1,31 @@
 """The built-in pipeline steps. They register through the same entry-point group
 (``deepspace_lab.pipeline_steps``) that third-party steps use.
 
-Core steps (fixed order, never removable): audit → auth → validate → … → conversation →
-upstream. The billing, rate-limit and policy issues add their core steps at fixed places.
+Core steps (fixed order, never removable): audit → auth → validate → idempotency →
+conversation → budget_hold → (extension steps) → usage_capture → upstream. The billing steps
+live in :mod:`.billing`; the rate-limit and policy issues add theirs at fixed places.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..auth import Principal, authenticate_access_token, authenticate_api_key, authorize
 from ..auth.apikeys import INVALID_KEY, principal_from_key_row, touch_key
 from ..auth.keys import key_prefix, looks_like_key
 from ..auth.tokens import looks_like_jwt
+from ..billing import cost_micros
 from ..catalog import ModelInfo, find_enabled_model
 from ..conversations import Turn, append_turns, get_conversation
 from ..db.base import utcnow
 from ..errors import AuthError, DeepSpaceError, InvalidRequest, PermissionDenied
-from ..upstream import SSE_DONE, StreamObserver, UpstreamStreamInterrupted, sse_event
+from ..upstream import SSE_DONE, StreamObserver, UpstreamStreamCut, UpstreamStreamInterrupted, sse_event
 from .chat import parse_chat_request
 from .context import Next, PipelineServices, RequestContext
+from .metering import RequestBilling
 
 log = logging.getLogger("deepspace_lab.pipeline")
 
@@ -190,6 +194,11 @@ class UpstreamStep(BaseStep):
 
     name = "upstream"
 
+    def __init__(self, services: PipelineServices) -> None:
+        super().__init__(services)
+        #: streams this process is draining after their clients left
+        self.draining = 0
+
     async def __call__(self, ctx: RequestContext, call_next: Next) -> None:
         assert ctx.chat is not None and ctx.model is not None and ctx.sink is not None
         body = ctx.chat.upstream_body(ctx.model.upstream_name)
@@ -213,7 +222,20 @@ class UpstreamStep(BaseStep):
     async def _stream(self, ctx: RequestContext, body: bytes) -> None:
         sink = ctx.sink
         assert sink is not None and ctx.chat is not None
-        observer = StreamObserver(strip_usage=not ctx.chat.include_usage, collect_text=ctx.conversation is not None)
+        billing = ctx.billing
+        extra = None
+        if billing is not None and ctx.chat.include_usage:
+            price = billing.price
+
+            def extra(usage: dict[str, Any]) -> dict[str, Any]:
+                tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+                if not (isinstance(tokens_in, int) and isinstance(tokens_out, int)):
+                    return {}
+                return {"cost_micros": cost_micros(price, tokens_in=max(tokens_in, 0), tokens_out=max(tokens_out, 0))}
+
+        observer = StreamObserver(strip_usage=not ctx.chat.include_usage, collect_text=ctx.conversation is not None,
+                                  usage_extra=extra)
+        drain = Drain(self, billing)
         started = False
 
         def on_data(chunk: bytes) -> None:
@@ -221,13 +243,20 @@ class UpstreamStep(BaseStep):
             if not started:
                 sink.start_stream()
                 started = True
+            before = observer.content_events
             out = observer.feed(chunk)
-            if out:
+            if billing is not None:
+                billing.output_events = observer.content_events
+            if sink.client_gone:
+                drain.start(delivered=before)
+            elif out:
                 sink.send(out)
 
         try:
             await self.services.upstream.chat_stream(
-                body, trace_id=ctx.trace_id, request_id=ctx.request_id, on_data=on_data)
+                body, trace_id=ctx.trace_id, request_id=ctx.request_id, on_data=on_data, cut=drain.cut)
+        except UpstreamStreamCut:
+            ctx.error_code = billing.cut if billing is not None else "upstream_stream_cut"
         except UpstreamStreamInterrupted as exc:
             ctx.error_code = exc.code
             sink.end_stream(observer.flush_tail() + sse_event(exc.to_dict()))
@@ -237,9 +266,50 @@ class UpstreamStep(BaseStep):
             tail = observer.flush_tail()
             sink.end_stream(tail + (b"" if observer.done_seen else SSE_DONE))
         finally:
+            drain.stop()
             ctx.usage = observer.usage
             ctx.upstream_response_id = observer.response_id
             ctx.finish_reason = observer.finish_reason
             ctx.detail["client_disconnected"] = sink.client_gone or None
             if observer.collect_text:
                 ctx.reply_text = observer.text
+
+
+class Drain:
+    """After the client left mid-stream: keep reading the upstream to learn its usage, bounded
+    in time (``drain_timeout_s``) and in streams drained at once per process
+    (``max_concurrent_drains``); past either bound, cut the stream (an estimate is billed)."""
+
+    def __init__(self, step: UpstreamStep, billing: RequestBilling | None) -> None:
+        self.step, self.billing = step, billing
+        self.cut: asyncio.Future[None] | None = asyncio.get_running_loop().create_future() if billing else None
+        self._timer: asyncio.TimerHandle | None = None
+        self._counted = False
+
+    def start(self, *, delivered: int) -> None:
+        billing = self.billing
+        if billing is None or billing.delivered_events is not None:
+            return
+        billing.delivered_events = delivered
+        settings = self.step.services.settings
+        if self.step.draining >= settings.max_concurrent_drains:
+            self._stop_reading("drain_limit")
+            return
+        self.step.draining += 1
+        self._counted = True
+        billing.drained = True
+        self._timer = asyncio.get_running_loop().call_later(settings.drain_timeout_s, self._stop_reading,
+                                                            "drain_timeout")
+
+    def _stop_reading(self, reason: str) -> None:
+        assert self.billing is not None and self.cut is not None
+        self.billing.cut, self.billing.drained = reason, False
+        if not self.cut.done():
+            self.cut.set_result(None)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._counted:
+            self.step.draining -= 1
+            self._counted = False

@@ -21,11 +21,16 @@ SIMULATED_MODELS: tuple[dict[str, Any], ...] = (
     {
         "id": "deepspace-simulated-chat",
         "context_window": 8192,
+        # simulated prices (micro-credits per million tokens), set by `init` when none exists
+        "input_micros_per_mtok": 500_000,
+        "output_micros_per_mtok": 1_500_000,
         "description": "Simulated model (no real AI): deterministic replies for development and tests",
     },
     {
         "id": "deepspace-simulated-long",
         "context_window": 32768,
+        "input_micros_per_mtok": 1_000_000,
+        "output_micros_per_mtok": 3_000_000,
         "description": "Simulated model (no real AI) with a long context window: deterministic replies",
     },
 )

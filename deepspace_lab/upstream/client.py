@@ -37,6 +37,12 @@ class UpstreamStreamInterrupted(UpstreamError):
     default_code = "upstream_stream_interrupted"
 
 
+class UpstreamStreamCut(UpstreamError):
+    """The gateway stopped reading a stream on purpose (its client left and the drain ran out)."""
+
+    default_code = "upstream_stream_cut"
+
+
 class LiteralResolver(Resolver):
     """Answers IP literals at once; names go to the loop's resolver.
 
@@ -129,12 +135,16 @@ class UpstreamClient:
         return response.body, parsed
 
     async def chat_stream(
-        self, body: bytes, *, trace_id: str, request_id: str, on_data: Callable[[bytes], None]
+        self, body: bytes, *, trace_id: str, request_id: str, on_data: Callable[[bytes], None],
+        cut: asyncio.Future[None] | None = None,
     ) -> None:
         """Streaming completion. ``on_data`` gets raw SSE bytes once the upstream answered 200.
 
         Raises the mapped error before any byte when the upstream refuses, fails or is slow;
-        :class:`UpstreamStreamInterrupted` when it breaks after bytes were relayed.
+        :class:`UpstreamStreamInterrupted` when it breaks after bytes were relayed;
+        :class:`UpstreamStreamCut` at once when ``cut`` completes first (no more ``on_data``
+        after that; the connection is dropped at the upstream's next byte, or at
+        ``max_duration_s`` if it sends none — tornado's client has no way to close it sooner).
         """
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[int] = loop.create_future()
@@ -149,7 +159,7 @@ class UpstreamClient:
 
         def on_chunk(chunk: bytes) -> None:
             if state["abandoned"]:
-                raise ConnectionAbortedError("first-byte timeout: connection dropped")
+                raise ConnectionAbortedError("abandoned (first-byte timeout or cut): connection dropped")
             if state["status"] == 200:
                 state["relayed"] = True
                 on_data(chunk)
@@ -181,6 +191,11 @@ class UpstreamClient:
             await answered
         finally:
             timer.cancel()
+        if cut is not None and not fetch.done():
+            await asyncio.wait((fetch, cut), return_when=asyncio.FIRST_COMPLETED)
+            if not fetch.done():
+                state["abandoned"] = True
+                raise UpstreamStreamCut("the gateway stopped reading the upstream stream")
         try:
             response = await fetch
         except DeepSpaceError:

@@ -9,6 +9,7 @@ for it), the one that carries a finish reason, and all of them when the reply te
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -19,9 +20,12 @@ _DONE = b"data: [DONE]"
 class StreamObserver:
     """Feed upstream bytes in, get the bytes to send to the caller out."""
 
-    def __init__(self, *, strip_usage: bool, collect_text: bool) -> None:
+    def __init__(self, *, strip_usage: bool, collect_text: bool,
+                 usage_extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.strip_usage = strip_usage
         self.collect_text = collect_text
+        #: fields to add to the usage object the caller sees (the gateway adds the cost)
+        self.usage_extra = usage_extra
         self.response_id: str | None = None
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
@@ -47,20 +51,20 @@ class StreamObserver:
         events.pop()  # the empty tail after the last separator
         kept: list[bytes] | None = None
         for index, event in enumerate(events):
-            if not self._observe(event):
-                if kept is None:
-                    kept = events[:index]
-            elif kept is not None:
-                kept.append(event)
+            out = self._observe(event)
+            if out is not event and kept is None:
+                kept = events[:index]
+            if kept is not None and out is not None:
+                kept.append(out)
         if kept is None:
             return complete
         return b"".join(e + b"\n\n" for e in kept)
 
-    def _observe(self, event: bytes) -> bool:
-        """Record what we need from one event; False means drop it."""
+    def _observe(self, event: bytes) -> bytes | None:
+        """Record what we need from one event; returns it (or its rewrite), None to drop it."""
         if event.startswith(_DONE):
             self.done_seen = True
-            return True
+            return event
         if (b'"content":"' in event and b'"content":""' not in event) or (
             b'"content": "' in event and b'"content": ""' not in event
         ):
@@ -68,10 +72,10 @@ class StreamObserver:
         has_usage = b'"usage":{' in event or b'"usage": {' in event
         has_finish = b'"finish_reason":"' in event or b'"finish_reason": "' in event
         if not (self.collect_text or has_usage or has_finish or self.response_id is None):
-            return True
+            return event
         chunk = _parse_data(event)
         if chunk is None:
-            return True
+            return event
         if self.response_id is None and isinstance(chunk.get("id"), str):
             self.response_id = chunk["id"]
         choices = chunk.get("choices") or []
@@ -87,8 +91,11 @@ class StreamObserver:
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
             if self.strip_usage and not choices:
-                return False
-        return True
+                return None
+            if self.usage_extra is not None:
+                chunk["usage"] = {**self.usage, **self.usage_extra(self.usage)}
+                return sse_event(chunk)[:-2]
+        return event
 
     def flush_tail(self) -> bytes:
         """Whatever is left without a closing blank line (a truncated stream)."""

@@ -16,6 +16,11 @@ WALLET = "/deepspace/api/wallet"
 ENTRIES = "/deepspace/api/wallet/transactions"
 
 
+def bare(gw: Gateway, email: str) -> Any:
+    """A tenant whose wallet never had money (the fixture's tenant starts with test credit)."""
+    return make_tenant(gw.settings, email=email, credit_micros=0)
+
+
 def get(gw: Gateway, path: str, key: str, **params: Any) -> httpx.Response:
     return httpx.get(gw.url + path, params=params, headers={"Authorization": f"Bearer {key}"})
 
@@ -24,7 +29,7 @@ def test_the_wallet_and_its_entries_belong_to_the_callers_org(
     gateway_factory: Callable[..., Gateway], ledger: Ledger
 ) -> None:
     gw = gateway_factory()
-    mine, theirs = gw.tenant, make_tenant(gw.settings, email="b@example.org")
+    mine, theirs = bare(gw, "a@example.org"), bare(gw, "b@example.org")
     ledger.do(credit_wallet, org_id=mine.org_id, amount_micros=1_000, reason="top-up", actor="cli:ops", ref="a-1")
     ledger.do(place_hold, org_id=mine.org_id, ref="req-a", amount_micros=300, trace_id="c" * 32)
     ledger.do(capture_hold, ref="req-a", amount_micros=100)
@@ -50,14 +55,16 @@ def test_the_wallet_and_its_entries_belong_to_the_callers_org(
 
 
 def test_an_org_without_money_sees_an_empty_wallet(gateway: Gateway) -> None:
-    body = get(gateway, WALLET, gateway.tenant.api_key).json()
+    key = bare(gateway, "poor@example.org").api_key
+    body = get(gateway, WALLET, key).json()
     assert (body["balance_micros"], body["frozen_micros"]) == (0, 0)
-    assert get(gateway, ENTRIES, gateway.tenant.api_key).json() == {
+    assert get(gateway, ENTRIES, key).json() == {
         "object": "list", "data": [], "has_more": False, "next_cursor": None}
 
 
 def test_entries_page_by_cursor_newest_first(gateway: Gateway, ledger: Ledger) -> None:
-    org, key = gateway.tenant.org_id, gateway.tenant.api_key
+    tenant = bare(gateway, "pages@example.org")
+    org, key = tenant.org_id, tenant.api_key
     for i in range(7):
         ledger.do(credit_wallet, org_id=org, amount_micros=i + 1, reason="r", actor="a", ref=f"c{i}")
     pages, cursor = [], None

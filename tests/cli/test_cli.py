@@ -267,6 +267,8 @@ def test_gateway_serves_the_sdk_and_flushes_audit_rows_on_sigterm(
     assert created["api_key"].startswith("dsk_") and created["api_key"] != deployment.init["api_key"]
     assert (created["org_id"], created["project_id"]) == (deployment.init["org_id"], deployment.init["project_id"])
     run_json(["models", "add", "gw-alias", "--upstream-name", MODEL], env)
+    run_json(["prices", "set", "gw-alias", "--input-micros-per-mtok", "1000", "--output-micros-per-mtok", "2000"],
+             env)  # a model without a price is refused
     # Audit rows are batched; with a minute-long interval only the shutdown flush can write them.
     proc, base_url = start_gateway(dict(env, DEEPSPACE_AUDIT_FLUSH_INTERVAL_MS="60000"))
 

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from deepspace_lab.auth import add_member, create_api_key, create_org, create_project, create_user
+from deepspace_lab.billing import credit_wallet
 from deepspace_lab.db import make_async_engine, make_sessionmaker
 
-from ..helpers import TEST_SECRET, Gateway
+from ..helpers import TENANT_CREDIT_MICROS, TEST_SECRET, Gateway
 
 PASSWORD = "correct horse battery"
 ALL_SCOPES = ("chat", "knowledge", "workflows", "account")
@@ -72,6 +73,8 @@ async def _make_org(url: str, tag: str) -> Org:
                                                       project_id=project.id, user_id=user.id, scopes=ALL_SCOPES)
                 org.people[role] = Person(user.email, user.id, role, plaintext, key.id)
             await session.commit()
+            await credit_wallet(session, org_id=org.id, amount_micros=TENANT_CREDIT_MICROS, reason="test credit",
+                                actor="tests")
             return org
     finally:
         await engine.dispose()

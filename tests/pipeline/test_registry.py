@@ -60,7 +60,8 @@ def test_an_extension_step_runs_inside_the_core_steps(gateway: Gateway, monkeypa
     registry = dict(discover_steps(), tag=TagStep)
     pipeline = Pipeline(gateway.runtime.services, extensions=["tag"], registry=registry)
     names = pipeline.chat_step_names
-    assert names[:4] == ("audit", "auth", "validate", "idempotency") and names[-2:] == ("conversation", "upstream")
+    assert names[:6] == ("audit", "auth", "validate", "idempotency", "conversation", "budget_hold")
+    assert names[-2:] == ("usage_capture", "upstream")
     assert names.index("tag") == len(DOOR_STEPS + CHAT_STEPS_BEFORE)
     monkeypatch.setattr(gateway.runtime, "_pipeline", pipeline)
     CALLS.clear()
