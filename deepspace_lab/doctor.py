@@ -1,4 +1,4 @@
-"""``deepspace-lab doctor``: check config, database, migrations, Redis and the upstream,
+"""``deepspace-lab doctor``: check config, database, migrations, prices, Redis and the upstream,
 and say what is wrong in words a newcomer can act on."""
 
 from __future__ import annotations
@@ -42,12 +42,36 @@ def _check_database(settings: Settings) -> list[Check]:
     head = head_revision()
     if current == head:
         checks.append(Check("migrations", True, f"schema at {head}"))
+        checks.append(_check_prices(settings))
     elif current is None:
         checks.append(Check("migrations", False, "the database has no schema yet", "run `deepspace-lab init`"))
     else:
         checks.append(Check("migrations", False, f"schema at {current}, this version needs {head}",
                             "run `deepspace-lab migrate`"))
     return checks
+
+
+def _check_prices(settings: Settings) -> Check:
+    """Every enabled model has a price in force (or is free): the gateway refuses the others."""
+    from sqlalchemy import select
+
+    from .billing.models import Price
+    from .catalog.models import CatalogModel
+    from .db import make_sync_engine, utcnow
+
+    engine = make_sync_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            enabled = set(conn.execute(select(CatalogModel.name).where(CatalogModel.enabled.is_(True))).scalars())
+            priced = set(conn.execute(select(Price.model_name).where(Price.effective_at <= utcnow())).scalars())
+    finally:
+        engine.dispose()
+    missing = sorted(enabled - priced)
+    if missing:
+        return Check("prices", False, f"{len(missing)} enabled model(s) have no price and are refused: "
+                     f"{', '.join(missing[:10])}", "set one: `deepspace-lab prices set MODEL --input-micros-per-mtok N "
+                     "--output-micros-per-mtok N` (or `--free`)")
+    return Check("prices", True, f"every enabled model has a price ({len(enabled)})")
 
 
 async def _check_upstream(settings: Settings) -> Check:

@@ -183,18 +183,29 @@ def test_doctor_ok_on_an_initialised_sqlite_setup(sqlite_deployment: Deployment)
     result = run_cli(["doctor"], sqlite_deployment.env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "BAD" not in result.stdout and "fix:" not in result.stdout
-    for name in ("config", "database", "migrations", "redis", "upstream"):
+    for name in ("config", "database", "migrations", "prices", "redis", "upstream"):
         assert f"[ok ] {name}:" in result.stdout
 
 
 def test_doctor_json_shape_with_the_real_redis(sqlite_deployment: Deployment, redis_url: str) -> None:
     report = run_json(["doctor"], dict(sqlite_deployment.env, DEEPSPACE_REDIS_URL=redis_url))
     assert set(report) == {"ok", "checks"} and report["ok"] is True
-    assert [c["name"] for c in report["checks"]] == ["config", "database", "migrations", "redis", "upstream"]
+    assert [c["name"] for c in report["checks"]] == ["config", "database", "migrations", "prices", "redis",
+                                                     "upstream"]
     for check in report["checks"]:
         assert set(check) == {"name", "ok", "message", "fix"}
         assert check["ok"] is True and check["message"] and check["fix"] == ""
-    assert report["checks"][3]["message"] == "reachable"
+    assert report["checks"][4]["message"] == "reachable"
+
+
+def test_doctor_names_enabled_models_without_a_price(cli_env: dict[str, str]) -> None:
+    run_json(["init"], cli_env)
+    run_json(["models", "add", "unpriced", "--upstream-name", MODEL], cli_env)
+    report = run_json(["doctor"], cli_env, expect_rc=1)
+    (prices,) = [c for c in report["checks"] if c["name"] == "prices"]
+    assert not prices["ok"] and "unpriced" in prices["message"] and "prices set" in prices["fix"]
+    run_json(["prices", "set", "unpriced", "--free"], cli_env)
+    assert run_json(["doctor"], cli_env)["ok"] is True
 
 
 def test_doctor_unreachable_redis_is_bad_with_a_fix(sqlite_deployment: Deployment) -> None:
