@@ -4,8 +4,9 @@ Every request reads its key's row (no credential cache, so revocation is seen at
 same indexed query costs about 1.2 ms of CPU through SQLAlchemy's async layer and 0.1 ms as a
 prepared statement on a plain psycopg connection (measured on this machine), and it is the
 one query every request makes, so it gets its own small pool of autocommit, read-only
-connections (one connection on SQLite, whose driver serialises on a thread anyway).
-Anything that goes wrong there falls back to the SQLAlchemy path.
+connections (:mod:`deepspace_lab.db.rawpool`; one connection on SQLite, whose driver
+serialises on a thread anyway). Anything that goes wrong there falls back to the SQLAlchemy
+path.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
-import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy.engine import make_url
+
+from ..db.rawpool import RawPool, conninfo_of
 
 log = logging.getLogger("deepspace_lab.auth")
 
@@ -34,40 +36,18 @@ KEY_SQL = (
 
 
 class PgKeyReader:
-    def __init__(self, database_url: str, *, size: int = 4) -> None:
-        self._conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self._size = size
-        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
-        self._opened = 0
+    """The key read on a :class:`~deepspace_lab.db.rawpool.RawPool` of its own (autocommit,
+    prepared, a lost connection replaced and the read sent once more)."""
 
-    async def _checkout(self) -> psycopg.AsyncConnection[Any]:
-        if self._idle.empty() and self._opened < self._size:
-            self._opened += 1
-            try:
-                return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True,
-                                                             row_factory=namedtuple_row)
-            except BaseException:
-                self._opened -= 1
-                raise
-        return await self._idle.get()
+    def __init__(self, database_url: str, *, size: int = 4) -> None:
+        self._pool = RawPool(conninfo_of(database_url), size=size, row_factory=namedtuple_row)
 
     async def fetch_key(self, prefix: str) -> Any:
         """The key's row (columns as in :func:`.apikeys.key_query`), or None."""
-        conn = await self._checkout()
-        try:
-            cursor = await conn.execute(KEY_SQL, (prefix,), prepare=True)
-            row = await cursor.fetchone()
-        except BaseException:
-            self._opened -= 1
-            await conn.close()
-            raise
-        self._idle.put_nowait(conn)
-        return row
+        return await self._pool.fetchone(KEY_SQL, (prefix,))
 
     async def close(self) -> None:
-        while not self._idle.empty():
-            await self._idle.get_nowait().close()
-        self._opened = 0
+        self._pool.close()
 
 
 KeyRow = namedtuple("KeyRow", "id org_id project_id user_id key_hash scopes expires_at revoked_at last_used_at "

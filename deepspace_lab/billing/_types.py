@@ -37,9 +37,12 @@ class LedgerEntry:
 
     @classmethod
     def from_row(cls, row: Any, *, replayed: bool = False) -> LedgerEntry:
-        """From a tuple in :data:`ENTRY_COLUMNS` order or a mapping (a row's ``_mapping``)."""
-        values = dict(row) if hasattr(row, "keys") else dict(zip(ENTRY_COLUMNS, row, strict=True))
-        return cls(**{name: values[name] for name in ENTRY_COLUMNS}, replayed=replayed)
+        """From a tuple in :data:`ENTRY_COLUMNS` order (the fields' order) or a mapping (a row's
+        ``_mapping``)."""
+        if hasattr(row, "keys"):
+            return cls(**{name: row[name] for name in ENTRY_COLUMNS}, replayed=replayed)
+        entry = cls(*row)  # a third of the time of building a dict first
+        return entry.as_replay() if replayed else entry
 
     def as_replay(self) -> LedgerEntry:
         return replace(self, replayed=True)
