@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from ..config import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+#: PostgreSQL pool connections older than this are replaced at checkout: below the idle cut-off
+#: of common NATs and load balancers (4-6 min), so a silently dropped connection is rarely met.
+POOL_RECYCLE_S = 240
 
 
 def _driver_url(url: str, *, use_async: bool) -> str:
@@ -68,7 +71,13 @@ def make_async_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if make_url(url).get_backend_name() == "postgresql":
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
-        kwargs.setdefault("pool_pre_ping", True)
+        # No pre-ping: it costs a round trip on every checkout. A connection found dead instead
+        # fails its statement, and SQLAlchemy then invalidates the whole pool (every connection
+        # opened before is replaced at its next checkout): after a server restart the requests
+        # in flight fail, not a stream of later ones. The ledger retries such an operation once
+        # (billing._tx), and the hot statements run on raw pools that do the same (db.rawpool).
+        kwargs.setdefault("pool_pre_ping", False)
+        kwargs.setdefault("pool_recycle", POOL_RECYCLE_S)
     engine = create_async_engine(_driver_url(url, use_async=True), **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
