@@ -100,7 +100,8 @@ def encode_cursor(entry_id: int) -> str:
 def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith("t") and raw[1:].isdigit():
+        # ASCII digits only, and within BIGINT: a bigger number overflows SQLite's driver.
+        if raw.startswith("t") and raw[1:].isascii() and raw[1:].isdigit() and int(raw[1:]) < 2**63:
             return int(raw[1:])
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

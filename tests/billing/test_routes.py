@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -91,3 +92,16 @@ def test_bad_paging_parameters_are_400_and_no_key_is_401(gateway: Gateway) -> No
     for path in (WALLET, ENTRIES):
         assert httpx.get(gateway.url + path).status_code == 401
         assert get(gateway, path, "dsk_not_a_real_key").status_code == 401
+
+
+def test_a_cursor_past_bigint_is_a_clear_400_not_an_overflow(gateway: Gateway) -> None:
+    def cursor(raw: str) -> str:
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    key = gateway.tenant.api_key
+    for raw in ("t" + "9" * 25, f"t{2**63}", "t" + "9" * 5000, "t²", "t١"):
+        response = get(gateway, ENTRIES, key, cursor=cursor(raw))
+        assert response.status_code == 400, (raw[:30], response.text)
+        assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("invalid_cursor", "cursor")
+    largest = get(gateway, ENTRIES, key, cursor=cursor(f"t{2**63 - 1}"))
+    assert largest.status_code == 200 and largest.json()["data"]  # the top of BIGINT is still a cursor
