@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, or_
@@ -12,6 +13,8 @@ from ..errors import InvalidRequest
 
 T = TypeVar("T", bound=tuple[Any, ...])
 MAX_LIMIT = 200
+_ROW_ID = re.compile(r"[A-Za-z0-9_]{1,40}")
+_DECIMAL = re.compile(r"-?[0-9]+")
 
 
 def encode_cursor(created_at: datetime, row_id: str | int) -> str:
@@ -19,20 +22,31 @@ def encode_cursor(created_at: datetime, row_id: str | int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor names, created_at aware UTC. Raises :class:`InvalidRequest`
+    (``invalid_cursor``) for anything :func:`encode_cursor` cannot have made: among others a
+    time with no zone (the column refuses naive times when the query runs) or one that leaves
+    the calendar once in UTC, and an id that is not one (no NUL reaches the database)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, row_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), row_id
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("malformed cursor; pass back `next_cursor` as it was given", code="invalid_cursor",
-                             param="cursor") from None
+        moment = datetime.fromisoformat(stamp)
+        if moment.tzinfo is not None and _ROW_ID.fullmatch(row_id):
+            return moment.astimezone(UTC), row_id
+    except (ValueError, UnicodeDecodeError, OverflowError):
+        pass
+    raise InvalidRequest("malformed cursor; pass back `next_cursor` as it was given", code="invalid_cursor",
+                         param="cursor")
 
 
 def check_limit(limit: int | str | None, default: int = 50) -> int:
-    try:
-        value = default if limit in (None, "") else int(limit)
-    except ValueError:
-        raise InvalidRequest("`limit` must be an integer", code="invalid_type", param="limit") from None
+    """``limit`` (absent: ``default``) as 1-``MAX_LIMIT``; an empty or non-decimal string (``""``,
+    ``" 5"``, ``"5_0"``, non-ASCII digits — all of which ``int`` would take or default) is
+    ``invalid_type``, a number out of range ``invalid_value``."""
+    if limit is None:
+        return default
+    if isinstance(limit, str) and not _DECIMAL.fullmatch(limit):
+        raise InvalidRequest("`limit` must be an integer", code="invalid_type", param="limit")
+    value = int(limit) if len(str(limit)) < 10 else MAX_LIMIT + 1  # past int()'s digit limit too
     if not 1 <= value <= MAX_LIMIT:
         raise InvalidRequest(f"`limit` must be 1-{MAX_LIMIT}", code="invalid_value", param="limit")
     return value

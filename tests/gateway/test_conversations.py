@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+
 import httpx
+import pytest
 from openai import OpenAI
 
 from ..helpers import Gateway, count, make_tenant
@@ -89,3 +92,58 @@ def test_conversation_create_validates_its_body(gateway: Gateway) -> None:
         assert response.status_code == 400 and response.json()["error"]["code"] == code
     assert httpx.post(gateway.url + "/deepspace/api/conversations").status_code == 401
     assert count(gateway.db, "conversations") == 0
+
+
+def _cursor(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def list_conversations(gw: Gateway, **params: str | int) -> httpx.Response:
+    return httpx.get(gw.url + "/deepspace/api/conversations", params=params, headers=auth(gw.tenant.api_key))
+
+
+def test_conversations_page_by_cursor_newest_first(gateway: Gateway) -> None:
+    made = [new_conversation(gateway, title=f"c{i}") for i in range(5)]
+    pages, cursor = [], None
+    while True:
+        body = list_conversations(gateway, limit=2, **({"cursor": cursor} if cursor else {})).json()
+        pages.append([c["id"] for c in body["data"]])
+        if (cursor := body["next_cursor"]) is None:
+            break
+    assert [c for page in pages for c in page] == made[::-1] and [len(p) for p in pages] == [2, 2, 1]
+
+
+BAD_CURSORS = [
+    "not-a-cursor",
+    _cursor("2026-11-01T08:00:00|conv_1"),  # no time zone: the column refuses naive times
+    _cursor("0001-01-01T00:00:00+01:00|conv_1"),  # before year 1 once in UTC
+    _cursor("9999-12-31T23:59:59-01:00|conv_1"),  # after year 9999 once in UTC
+    _cursor("2026-11-01T08:00:00+00:00|conv\x00"),  # not an id (PostgreSQL text cannot hold NUL)
+    _cursor("2026-11-01T08:00:00+00:00|"),
+]
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS, ids=["garbage", "naive", "year0", "year10000", "nul", "no-id"])
+def test_a_cursor_we_cannot_have_made_is_a_clear_400(gateway: Gateway, cursor: str) -> None:
+    new_conversation(gateway)
+    response = list_conversations(gateway, cursor=cursor)
+    assert response.status_code == 400, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("invalid_cursor", "cursor")
+    (row,) = gateway.audit_rows(trace_id=response.headers["X-Trace-Id"])
+    assert (row["status_code"], row["error_code"]) == (400, "invalid_cursor")
+
+
+def test_a_cursor_with_another_offset_names_the_same_moment(gateway: Gateway) -> None:
+    new_conversation(gateway)
+    later = list_conversations(gateway, cursor=_cursor("2999-01-01T02:00:00+02:00|conv_zzz")).json()
+    earlier = list_conversations(gateway, cursor=_cursor("2000-01-01T00:00:00+02:00|conv_zzz")).json()
+    assert (len(later["data"]), earlier["data"]) == (1, [])
+
+
+@pytest.mark.parametrize(("limit", "code"), [("", "invalid_type"), ("5_0", "invalid_type"), ("٥", "invalid_type"),
+                                             ("ten", "invalid_type"), ("0", "invalid_value"),
+                                             ("201", "invalid_value"), ("9" * 5000, "invalid_value")])
+def test_a_limit_that_is_not_1_to_200_is_a_clear_400(gateway: Gateway, limit: str, code: str) -> None:
+    response = list_conversations(gateway, limit=limit)
+    assert response.status_code == 400, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == (code, "limit")
