@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import tornado.web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deepspace_lab.auth import Principal
@@ -76,6 +77,26 @@ def field(body: dict[str, Any], name: str, kind: type, default: Any = None) -> A
         raise InvalidRequest(f"`{name}` must be {'a string' if kind is str else 'an ' + kind.__name__}",
                              code="invalid_type", param=name)
     return value
+
+
+def query_params(handler: tornado.web.RequestHandler, *, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters of a route that takes ``allowed``, each given at most once: an
+    unknown name is a 400 ``unknown_parameter`` (a typo is an error, not silently ignored), a
+    repeated one a 400 ``repeated_parameter`` (never silently the first or the last)."""
+    params: dict[str, str] = {}
+    for name in handler.request.query_arguments:
+        if name not in allowed:
+            shown = name.encode("latin-1").decode("utf-8", "replace")[:100]  # tornado decodes names as latin-1
+            raise InvalidRequest(f"unknown query parameter {shown!r}; allowed: {list(allowed)}",
+                                 code="unknown_parameter", param=shown)
+        try:
+            values = handler.get_query_arguments(name)
+        except tornado.web.HTTPError:  # not UTF-8
+            raise InvalidRequest(f"`{name}` is not valid UTF-8", code="invalid_value", param=name) from None
+        if len(values) > 1:
+            raise InvalidRequest(f"`{name}` may be given once", code="repeated_parameter", param=name)
+        params[name] = values[0]
+    return params
 
 
 def iso(value: Any) -> str | None:

@@ -17,10 +17,12 @@ from deepspace_lab.errors import InvalidRequest
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
 
+from .api import query_params
 from .base import DeepSpaceHandler
 
 API_PREFIX = "/deepspace/api"
 DEFAULT_PAGE = 50
+USAGE_PARAMS = ("limit", "cursor", "project_id", "api_key_id", "model", "since", "until")
 
 
 def _org_id(ctx: RequestContext) -> str:
@@ -54,15 +56,6 @@ def _page_limit(raw: str | None) -> int:
     return int(raw)
 
 
-class _QueryHandler(DeepSpaceHandler):
-    def query_value(self, name: str) -> str | None:
-        """A query parameter given at most once (twice is a 400, never silently the last)."""
-        values = self.get_query_arguments(name)
-        if len(values) > 1:
-            raise InvalidRequest(f"`{name}` may be given once", code="repeated_parameter", param=name)
-        return values[0] if values else None
-
-
 class WalletHandler(DeepSpaceHandler):
     async def get(self) -> None:
         await self.runtime.pipeline.run(self.context(kind="api.wallet.read", action="billing.read"), self._show)
@@ -76,14 +69,15 @@ class WalletHandler(DeepSpaceHandler):
         ctx.sink.set_json(orjson.dumps(body))  # type: ignore[union-attr]
 
 
-class WalletTransactionsHandler(_QueryHandler):
+class WalletTransactionsHandler(DeepSpaceHandler):
     async def get(self) -> None:
         await self.runtime.pipeline.run(self.context(kind="api.wallet.transactions", action="billing.read"), self._list)
         self.finish_sink()
 
     async def _list(self, ctx: RequestContext) -> None:
-        limit = _page_limit(self.query_value("limit"))
-        cursor = self.query_value("cursor") or None
+        params = query_params(self, allowed=("limit", "cursor"))
+        limit = _page_limit(params.get("limit"))
+        cursor = params.get("cursor") or None
         async with self.runtime.sessions() as session:
             page = await list_entries(session, org_id=_org_id(ctx), limit=limit, cursor=cursor)
         ctx.sink.set_json(orjson.dumps({  # type: ignore[union-attr]
@@ -91,13 +85,13 @@ class WalletTransactionsHandler(_QueryHandler):
             "has_more": page.next_cursor is not None, "next_cursor": page.next_cursor}))
 
 
-class UsageHandler(_QueryHandler):
+class UsageHandler(DeepSpaceHandler):
     async def get(self) -> None:
         await self.runtime.pipeline.run(self.context(kind="api.usage.list", action="billing.read"), self._list)
         self.finish_sink()
 
     async def _list(self, ctx: RequestContext) -> None:
-        arg = self.query_value
+        arg = query_params(self, allowed=USAGE_PARAMS).get
         times = {name: parse_time(raw, param=name) for name in ("since", "until") if (raw := arg(name)) is not None}
         limit = _page_limit(arg("limit"))
         async with self.runtime.sessions() as session:

@@ -18,7 +18,7 @@ from deepspace_lab.db.paging import check_limit
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
 
-from .api import ApiHandler, field, iso, json_body, principal_of
+from .api import ApiHandler, field, iso, json_body, principal_of, query_params
 
 API = "/deepspace/api"
 
@@ -40,9 +40,10 @@ class ConversationsHandler(ApiHandler):
 
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
+            params = query_params(self, allowed=("cursor", "limit"))
             page, cursor = await list_conversations(
-                session, principal=principal_of(ctx), cursor=self.get_query_argument("cursor", None),
-                limit=check_limit(self.get_query_argument("limit", None)))
+                session, principal=principal_of(ctx), cursor=params.get("cursor"),
+                limit=check_limit(params.get("limit")))
             return 200, {"data": [conversation_json(c) for c in page], "next_cursor": cursor}
 
         await self.api(action="conversations.read", kind="api.conversation.list", work=work)
