@@ -45,7 +45,7 @@ def json_body(ctx: RequestContext, *, required: tuple[str, ...] = (),
               allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The request body as a JSON object, with ``required`` fields present and, when
     ``allowed`` is given, no other fields (a typo is an error, not silently ignored)."""
-    if not ctx.body.strip():
+    if not ctx.body:  # no body at all; whitespace alone is not JSON
         body: Any = {}
     else:
         try:
