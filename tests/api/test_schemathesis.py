@@ -25,7 +25,16 @@ def live(gateway_factory: Any) -> dict[str, Any]:
     return {"url": gw.url, "headers": {"Authorization": f"Bearer {tenant.api_key}"}}
 
 
+def filter_query(ctx: Any, query: dict[str, Any] | None) -> bool:
+    """Leave out queries with a parameter whose value is an empty list: the HTTP client sends no
+    such parameter at all, so a case made negative by that parameter alone (an unknown name,
+    ``?=`` with ``[]``) reaches the gateway as a valid request and would fail the negative check
+    for nothing (seen with schemathesis 4.32)."""
+    return query is None or all(value != [] for value in query.values())
+
+
 @pytest.mark.slow
+@schema.hooks.apply(filter_query)
 @schema.parametrize()
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_document(case: Any, live: dict[str, Any]) -> None:
