@@ -136,7 +136,9 @@ ERRORS = {code: {"description": text, "content": {"application/json": {"schema":
                              ("403", "not allowed"), ("404", "not found (also: another tenant's id)"),
                              ("409", "conflict"), ("422", "unprocessable"),
                              ("429", "rate limited, or a budget cap reached (`budget_exceeded`)"),
-                             ("502", "upstream failed"), ("503", "not ready"), ("504", "upstream timed out"))}
+                             ("502", "upstream failed"),
+                             ("503", "not ready, or the upstream account is out of quota (`upstream_quota_exhausted`)"),
+                             ("504", "upstream timed out"))}
 
 
 def op(summary: str, ok: str, schema: str | None, *, body: str | None = None, errors: tuple[str, ...] = (),
@@ -191,7 +193,7 @@ A = "/deepspace/api"
 PATHS: dict[str, dict[str, Any]] = {
     "/deepspace/v1/chat/completions": {"post": op(
         "OpenAI-compatible chat completion (stream or not)", "200", "ChatCompletion", body="ChatCompletionRequest",
-        errors=("402", "404", "409", "422", "429", "502", "504"), sse=True, params=[IDEMPOTENCY_KEY])},
+        errors=("402", "404", "409", "422", "429", "502", "503", "504"), sse=True, params=[IDEMPOTENCY_KEY])},
     "/deepspace/v1/models": {"get": op("Models you may use", "200", "ModelList")},
     f"{A}/health": {"get": op("Liveness", "200", "Health", public=True)},
     f"{A}/health/ready": {"get": op("Readiness of database, Redis and upstream", "200", "Ready", public=True,

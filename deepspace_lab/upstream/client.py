@@ -24,11 +24,21 @@ import orjson
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 from tornado.netutil import DefaultLoopResolver, Resolver, is_valid_ip
 
-from ..errors import DeepSpaceError, InvalidRequest, NotFound, RateLimited, UpstreamError, UpstreamTimeout
+from ..errors import (
+    DeepSpaceError,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from ..tracing import make_traceparent
 
 log = logging.getLogger("deepspace_lab.upstream")
 _SECRETISH = re.compile(r"(sk|dsk|key|token)[-_][A-Za-z0-9_\-]{6,}", re.IGNORECASE)
+_QUOTA_CODES = frozenset({"insufficient_user_quota", "pre_consume_token_quota_failed", "insufficient_quota"})
+_QUOTA_WORDS = re.compile(r"quota|balance|额度|余额", re.IGNORECASE)
 
 
 class UpstreamStreamInterrupted(UpstreamError):
@@ -244,11 +254,37 @@ class UpstreamClient:
             retry = _retry_after(response)
             return RateLimited("the upstream model service is rate limiting; retry later",
                                code="upstream_rate_limited", retry_after_s=retry)
+        if code in (401, 403) and (cause := _quota_cause(body)) is not None:
+            # Our upstream account (not the caller) ran out: the operator must top it up.
+            log.error("the upstream account is out of quota (HTTP %s, %s); top up the upstream account "
+                      "of DEEPSPACE_UPSTREAM_API_KEY", code, cause)
+            return ServiceUnavailable("the model service is temporarily unavailable; retry later",
+                                      code="upstream_quota_exhausted")
         if code in (401, 403):
             log.error("upstream refused our credentials (HTTP %s); check DEEPSPACE_UPSTREAM_API_KEY", code)
             return UpstreamError("the gateway could not authenticate with the model service",
                                  code="upstream_auth_failed")
         return UpstreamError(f"the upstream model service failed (HTTP {code})", code="upstream_error")
+
+
+def _quota_cause(body: bytes) -> str | None:
+    """The upstream's code and message (scrubbed, for our log) when a 401/403 says the upstream
+    account is out of quota or balance — new-api / one-api: ``insufficient_user_quota``,
+    ``pre_consume_token_quota_failed``, "user quota is not enough", "该令牌额度已用尽" — rather
+    than that our credentials are wrong; None otherwise."""
+    try:
+        parsed = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        return None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code, message = error.get("code"), error.get("message")
+    code = code if isinstance(code, str) else None
+    message = message if isinstance(message, str) else None
+    if code not in _QUOTA_CODES and not (message and _QUOTA_WORDS.search(message)):
+        return None
+    return _SECRETISH.sub("[redacted]", f"code {code!r}, message {message!r}")[:400]
 
 
 def _upstream_message(code: int, body: bytes) -> str:

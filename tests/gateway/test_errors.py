@@ -4,6 +4,7 @@ every one with an audit row and no secret on the wire."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from typing import Any
 
@@ -181,5 +182,93 @@ def test_upstream_is_sent_our_trace_and_request_ids(gateway_factory) -> None:
         assert seen["x-request-id"] == response.headers["X-Request-Id"]
         assert seen["authorization"] == "Bearer sk-upstream-xyz"
         assert gw.tenant.api_key not in json.dumps(seen)  # the caller's key never goes upstream
+    finally:
+        server.shutdown()
+
+
+def _refusing_upstream(status: int, body: bytes) -> Any:
+    """A tiny upstream that answers every call with ``status`` and ``body``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Refuser(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Refuser)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _new_api_error(message: str, code: str | None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": "new_api_error", "code": code}}).encode()
+
+
+OUT_OF_QUOTA = [
+    (403, _new_api_error("user quota is not enough sk-upstreamSECRET1", "insufficient_user_quota")),
+    (403, _new_api_error("pre-consume failed, remaining 0.12", "pre_consume_token_quota_failed")),
+    (403, _new_api_error("用户额度不足, 剩余额度: ＄0.120000", None)),
+    (401, _new_api_error("该令牌额度已用尽", None)),  # one-api: the token's own quota ran out
+    (403, _new_api_error("Insufficient account balance", "")),
+]
+
+
+@pytest.mark.parametrize(("status", "body"), OUT_OF_QUOTA, ids=["code", "pre-consume", "message-zh", "token-401",
+                                                                "balance"])
+def test_an_upstream_account_out_of_quota_is_a_retryable_503(gateway_factory, caplog, status: int,
+                                                             body: bytes) -> None:
+    server = _refusing_upstream(status, body)
+    try:
+        gw = gateway_factory(upstream_base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                             upstream_api_key="sk-upstream-xyz")
+        for stream in (False, True):
+            caplog.clear()
+            with caplog.at_level(logging.ERROR, logger="deepspace_lab.upstream"):
+                response = post(gw, {"model": MODEL, "messages": user("hi"), "stream": stream})
+            assert response.status_code == 503, response.text
+            error = response.json()["error"]
+            assert (error["code"], error["type"]) == ("upstream_quota_exhausted", "server_error")
+            assert response.headers.get("x-should-retry") != "false"  # a retry can work once it is topped up
+            for upstream_detail in ("quota is not", "额度", "balance", "0.12", "SECRET", "new_api"):
+                assert upstream_detail not in response.text
+            (row,) = gw.audit_rows(trace_id=response.headers["X-Trace-Id"])
+            assert (row["status_code"], row["error_code"]) == (503, "upstream_quota_exhausted")
+            (logged,) = [r for r in caplog.records if r.name == "deepspace_lab.upstream"]
+            assert logged.levelno == logging.ERROR and "out of quota" in logged.getMessage()
+            assert "SECRET" not in logged.getMessage()
+        assert count(gw.db, "messages") == 0
+    finally:
+        server.shutdown()
+
+
+GENUINE_AUTH_FAILURES = [
+    (401, _new_api_error("Incorrect API key provided: sk-wrong****", "invalid_api_key")),
+    (401, _new_api_error("无效的令牌", None)),  # one-api: invalid token
+    (403, b"Forbidden"),
+    (403, _new_api_error("this token has no access to the model", None)),
+]
+
+
+@pytest.mark.parametrize(("status", "body"), GENUINE_AUTH_FAILURES, ids=["openai", "invalid-token-zh", "text",
+                                                                         "no-access"])
+def test_a_genuine_upstream_auth_failure_stays_upstream_auth_failed(gateway_factory, caplog, status: int,
+                                                                     body: bytes) -> None:
+    server = _refusing_upstream(status, body)
+    try:
+        gw = gateway_factory(upstream_base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                             upstream_api_key="sk-upstream-xyz")
+        with caplog.at_level(logging.ERROR, logger="deepspace_lab.upstream"):
+            response = post(gw, {"model": MODEL, "messages": user("hi")})
+        assert response.status_code == 502
+        assert response.json()["error"]["code"] == "upstream_auth_failed"
+        assert any("credentials" in r.getMessage() for r in caplog.records if r.name == "deepspace_lab.upstream")
     finally:
         server.shutdown()
