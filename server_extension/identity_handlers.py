@@ -6,7 +6,7 @@ are 404. Rights come from :func:`deepspace_lab.auth.authorize` via each route's 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -244,9 +244,11 @@ class KeysHandler(ApiHandler):
         project_id = field(body, "project_id", str) or p.project_id
         await get_project(session, org_id=p.org_id, project_id=project_id)
         expires_raw = field(body, "expires_at", str)
-        try:
-            expires_at = datetime.fromisoformat(expires_raw) if expires_raw else None
-        except ValueError:
+        try:  # "" is not "never" (leave the field out for that); UTC must stay within the calendar
+            expires_at = datetime.fromisoformat(expires_raw) if expires_raw is not None else None
+            if expires_at is not None and expires_at.tzinfo is not None:
+                expires_at = expires_at.astimezone(UTC)
+        except (ValueError, OverflowError):
             raise InvalidRequest("`expires_at` is an ISO 8601 time", code="invalid_value", param="expires_at") from None
         if expires_at is not None and expires_at.tzinfo is None:
             raise InvalidRequest("`expires_at` needs a time zone (e.g. ...Z)", code="invalid_value", param="expires_at")

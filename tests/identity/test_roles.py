@@ -128,3 +128,16 @@ def test_revoked_and_expired_keys_are_refused_on_the_next_request(world: World) 
     assert row["kind"] == "api.keys.revoke" and created["api_key"] not in str(row["detail"])
     past = world.call("POST", "/keys", key=owner, json={"expires_at": "2000-01-01T00:00:00Z"})
     assert past.status_code == 400
+
+
+@pytest.mark.parametrize("expires_at", ["", "tomorrow", "2030-01-01T00:00:00", "9999-12-31T23:59:59-01:00"],
+                         ids=["empty", "words", "no-zone", "past-year-9999-in-utc"])
+def test_a_key_expiry_that_is_not_a_zoned_time_is_a_clear_400(world: World, expires_at: str) -> None:
+    owner = world.a.people["owner"].key
+    before = world.call("GET", "/keys", key=owner).json()["data"]
+    response = world.call("POST", "/keys", key=owner, json={"expires_at": expires_at})
+    assert response.status_code == 400, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("invalid_value", "expires_at")
+    assert world.call("GET", "/keys", key=owner).json()["data"] == before
+    later = world.call("POST", "/keys", key=owner, json={"expires_at": "2999-01-01T02:00:00+02:00"})
+    assert later.status_code == 201 and later.json()["expires_at"].startswith("2999-01-01T00:00:00")
