@@ -25,6 +25,7 @@ from .principal import Principal
 #: last_used_at is written at most this often per key (a write on every request would cost
 #: more than the rest of authentication).
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+MAX_KEY_NAME = 200  # the column's length
 INVALID_KEY = "invalid API key: pass `Authorization: Bearer dsk_...` with a live key of yours"
 
 
@@ -45,6 +46,8 @@ async def create_api_key(
     Scope and role checks are the caller's (see :func:`.permissions.check_scopes`)."""
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidRequest("expires_at is in the past", code="invalid_value", param="expires_at")
+    if len(name) > MAX_KEY_NAME:  # refused, not cut: the caller would not find the name it gave
+        raise InvalidRequest(f"`name` must be at most {MAX_KEY_NAME} characters", code="invalid_value", param="name")
     if plaintext is None:
         plaintext, prefix = generate_key()
     else:
@@ -53,7 +56,7 @@ async def create_api_key(
             raise InvalidRequest("malformed API key", code="invalid_api_key_format")
         prefix = found
     row = ApiKey(
-        id=new_id("key"), org_id=org_id, project_id=project_id, user_id=user_id, name=name[:200],
+        id=new_id("key"), org_id=org_id, project_id=project_id, user_id=user_id, name=name,
         prefix=prefix, key_hash=hash_key(secret_key, plaintext), scopes=list(scopes), expires_at=expires_at,
     )
     session.add(row)

@@ -141,3 +141,13 @@ def test_a_key_expiry_that_is_not_a_zoned_time_is_a_clear_400(world: World, expi
     assert world.call("GET", "/keys", key=owner).json()["data"] == before
     later = world.call("POST", "/keys", key=owner, json={"expires_at": "2999-01-01T02:00:00+02:00"})
     assert later.status_code == 201 and later.json()["expires_at"].startswith("2999-01-01T00:00:00")
+
+
+def test_a_key_name_longer_than_200_is_refused_not_cut(world: World) -> None:
+    owner = world.a.people["owner"].key
+    response = world.call("POST", "/keys", key=owner, json={"name": "n" * 201})
+    assert response.status_code == 400, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("invalid_value", "name")
+    assert all(k["name"] != "n" * 200 for k in world.call("GET", "/keys", key=owner).json()["data"])
+    made = world.call("POST", "/keys", key=owner, json={"name": "é" * 200})
+    assert made.status_code == 201 and made.json()["name"] == "é" * 200
