@@ -35,6 +35,13 @@ WITH h AS (
       FROM h
      WHERE wallets.id = h.wallet_id
  RETURNING wallets.id, wallets.balance_micros, wallets.frozen_micros
+), b AS (
+    UPDATE budget_counters
+       SET reserved_micros = budget_counters.reserved_micros - h.amount_micros,
+           spent_micros = budget_counters.spent_micros + 600::bigint
+      FROM h, hold_budget_counters l
+     WHERE l.hold_id = h.id AND budget_counters.id = l.counter_id
+ RETURNING budget_counters.id
 )
 INSERT INTO transactions (org_id, wallet_id, hold_id, type, ref, amount_micros, balance_after_micros,
                           frozen_after_micros, trace_id, request_id, created_at)

@@ -6,7 +6,8 @@ next to pgbench running the very same two statements, in the same run. See READM
 
 It creates a throwaway database on --server (dropped at the end), seeds --wallets wallets
 (each with a credit entry, so the ledger invariants hold), then for each round and each
-concurrency runs four cells: {python, pgbench} x {across wallets, one hot wallet}. After
+concurrency runs a cell per side (pgbench and the Python sides of ``--sides``) x {across
+wallets, one hot wallet}. After
 every cell it checks every ledger invariant. The pgbench scripts are generated from
 ``deepspace_lab.billing._pg`` (written next to this file), so both sides send identical SQL;
 only the parameter values come from pgbench variables and ``now()``.
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from glob import glob
 from pathlib import Path
 from typing import Any
@@ -38,15 +40,17 @@ from sqlalchemy.engine import make_url
 from deepspace_lab.billing import _pg, capture_hold, check_invariants, place_hold
 from deepspace_lab.db import make_async_engine, make_sessionmaker
 from deepspace_lab.db.migrate import upgrade
+from deepspace_lab.db.rawpool import raw_pool_for
 
 HERE = Path(__file__).resolve().parent
 HOLD_MICROS, CAPTURE_MICROS, LEASE_S = 1_000, 600, 300
-#: The Python sides: the production engine (pool_pre_ping on, as make_async_engine builds it),
-#: the same without pre-ping, and two processes (a gateway runs several).
+#: The Python sides: the ledger API on the production engine (as make_async_engine builds it),
+#: the same in two processes (a gateway runs several), and the bare statements on the raw pool
+#: the ledger uses (no ledger API, no sessions: the floor of the Python side).
 PYTHON_SIDES: dict[str, dict[str, Any]] = {
     "python": {"processes": 1},
-    "python-no-pre-ping": {"processes": 1, "pre_ping": False},
     "python-2-processes": {"processes": 2},
+    "psycopg": {"processes": 1, "bare": True},
 }
 #: How each parameter of the ledger's statements is filled in by pgbench.
 PGBENCH_PARAMS = {
@@ -114,12 +118,15 @@ def drop_database(server: str, url: str) -> None:
 
 
 async def python_pairs(url: str, *, hot: bool, wallets: int, price_id: int, concurrency: int, warmup_s: float,
-                       seconds: float, pre_ping: bool = True, ready: Callable[[], None] = lambda: None) -> int:
-    """Pairs completed in ``seconds`` after ``warmup_s`` through the ledger API. Each task
-    places a hold and captures it, each in its own session from the production engine
-    factory, as the gateway will. ``ready`` is called (and may block) once connected."""
-    engine = make_async_engine(url, pool_size=concurrency, max_overflow=0, pool_pre_ping=pre_ping)
+                       seconds: float, bare: bool = False, ready: Callable[[], None] = lambda: None) -> int:
+    """Pairs completed in ``seconds`` after ``warmup_s``. Each task places a hold and captures
+    it through the ledger API, each in its own session from the production engine factory, as
+    the gateway will; ``bare``: the same two statements sent straight to the engine's raw pool
+    (parameters as pgbench fills them). ``ready`` is called (and may block) once connected."""
+    engine = make_async_engine(url, pool_size=concurrency, max_overflow=0)
     sessions = make_sessionmaker(engine)
+    pool = raw_pool_for(engine)
+    await asyncio.gather(*(pool.fetchone("SELECT 1") for _ in range(pool.size)))
     async with engine.connect():
         pass
     ready()
@@ -127,17 +134,28 @@ async def python_pairs(url: str, *, hot: bool, wallets: int, price_id: int, conc
     stop_at = start_at + seconds
     done = 0
 
+    async def ledger_pair(org: str, ref: str) -> None:
+        async with sessions() as session:
+            await place_hold(session, org_id=org, ref=ref, amount_micros=HOLD_MICROS, lease_s=LEASE_S,
+                             price_id=price_id)
+        async with sessions() as session:
+            await capture_hold(session, ref=ref, amount_micros=CAPTURE_MICROS)
+
+    async def bare_pair(org: str, ref: str) -> None:
+        now = datetime.now(UTC)
+        await pool.fetchone(_pg.PLACE_HOLD, {
+            "amount": HOLD_MICROS, "org_id": org, "hold_id": ref, "ref": ref, "price_id": price_id,
+            "lease_expires_at": now + timedelta(seconds=LEASE_S), "now": now, "trace_id": None, "request_id": None})
+        await pool.fetchone(_pg.CAPTURE_HOLD, {"amount": CAPTURE_MICROS, "ref": ref, "now": datetime.now(UTC),
+                                               "trace_id": None, "request_id": None})
+
+    pair = bare_pair if bare else ledger_pair
+
     async def worker(n: int) -> None:
         nonlocal done
         rng = random.Random(n)
         while (now := time.time()) < stop_at:
-            org = "1" if hot else str(rng.randint(1, wallets))
-            ref = f"py-{os.getpid()}-{n}-{secrets.token_hex(8)}"
-            async with sessions() as session:
-                await place_hold(session, org_id=org, ref=ref, amount_micros=HOLD_MICROS, lease_s=LEASE_S,
-                                 price_id=price_id)
-            async with sessions() as session:
-                await capture_hold(session, ref=ref, amount_micros=CAPTURE_MICROS)
+            await pair("1" if hot else str(rng.randint(1, wallets)), f"py-{os.getpid()}-{n}-{secrets.token_hex(8)}")
             if now >= start_at and time.time() <= stop_at:
                 done += 1
 
