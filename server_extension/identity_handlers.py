@@ -241,7 +241,9 @@ class KeysHandler(ApiHandler):
         if not all(isinstance(s, str) for s in scopes):
             raise InvalidRequest("`scopes` is a list of strings", code="invalid_type", param="scopes")
         scopes = check_scopes(scopes, is_platform_admin=p.is_platform_admin)
-        project_id = field(body, "project_id", str) or p.project_id
+        project_id = field(body, "project_id", str, p.project_id)
+        if not project_id:  # "" is not "my project" (leave the field out for that)
+            raise InvalidRequest("`project_id` must be a project id", code="invalid_value", param="project_id")
         await get_project(session, org_id=p.org_id, project_id=project_id)
         expires_raw = field(body, "expires_at", str)
         try:  # "" is not "never" (leave the field out for that); UTC must stay within the calendar

@@ -151,3 +151,12 @@ def test_a_key_name_longer_than_200_is_refused_not_cut(world: World) -> None:
     assert all(k["name"] != "n" * 200 for k in world.call("GET", "/keys", key=owner).json()["data"])
     made = world.call("POST", "/keys", key=owner, json={"name": "é" * 200})
     assert made.status_code == 201 and made.json()["name"] == "é" * 200
+
+
+def test_an_empty_project_id_for_a_new_key_is_refused_not_taken_as_mine(world: World) -> None:
+    owner = world.a.people["owner"].key
+    before = world.call("GET", "/keys", key=owner).json()["data"]
+    response = world.call("POST", "/keys", key=owner, json={"project_id": ""})
+    assert response.status_code == 400, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("invalid_value", "project_id")
+    assert world.call("GET", "/keys", key=owner).json()["data"] == before
