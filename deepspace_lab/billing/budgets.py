@@ -81,6 +81,17 @@ def next_period_start(period: str, at: datetime) -> datetime:
     return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
 
 
+def _exceeded(budget: Any, now: datetime) -> BudgetExceededError:
+    """``budget`` (scope, period, limit_micros) is full: 429 with ``Retry-After`` at its next period."""
+    until = next_period_start(budget.period, now)
+    return BudgetExceededError(
+        f"the {budget.scope}'s {_PERIOD_NAMES[budget.period]} budget of {budget.limit_micros} micro-credits "
+        f"is reached; it resets at {until.isoformat()}",
+        retry_after_s=max(1, int((until - now).total_seconds()) + 1),
+        detail={"scope": budget.scope, "period": budget.period, "limit_micros": budget.limit_micros,
+                "resets_at": until.isoformat()})
+
+
 def scopes_of(*, org_id: str, project_id: str | None, api_key_id: str | None) -> dict[str, str | None]:
     """The ``b_*`` parameters the ledger's budget guard and reservation take."""
     return {"b_org": org_id, "b_project": project_id, "b_key": api_key_id}
@@ -116,13 +127,7 @@ async def reserve(conn: AsyncConnection, p: Mapping[str, Any], *, hold_id: str, 
                              _C.c.reserved_micros + _C.c.spent_micros + amount <= budget.limit_micros)
             .values(reserved_micros=_C.c.reserved_micros + amount).returning(_C.c.id))).first()
         if counter is None:
-            until = next_period_start(budget.period, now)
-            raise BudgetExceededError(
-                f"the {budget.scope}'s {_PERIOD_NAMES[budget.period]} budget of {budget.limit_micros} micro-credits "
-                f"is reached; it resets at {until.isoformat()}",
-                retry_after_s=max(1, int((until - now).total_seconds()) + 1),
-                detail={"scope": budget.scope, "period": budget.period, "limit_micros": budget.limit_micros,
-                        "resets_at": until.isoformat()})
+            raise _exceeded(budget, now)
         await conn.execute(insert(_L).values(hold_id=hold_id, counter_id=counter.id))
 
 
@@ -137,10 +142,7 @@ async def top_up(conn: AsyncConnection, *, hold_id: str, amount: int, now: datet
             update(_C).where(_C.c.id == row.id, _C.c.reserved_micros + _C.c.spent_micros + amount <= row.limit_micros)
             .values(reserved_micros=_C.c.reserved_micros + amount).returning(_C.c.id))).first()
         if done is None:
-            until = next_period_start(row.period, now)
-            raise BudgetExceededError(
-                f"the {row.scope}'s {_PERIOD_NAMES[row.period]} budget of {row.limit_micros} micro-credits is reached",
-                retry_after_s=max(1, int((until - now).total_seconds()) + 1))
+            raise _exceeded(row, now)
 
 
 async def settle(conn: AsyncConnection, *, hold_id: str, held: int, spent: int) -> None:

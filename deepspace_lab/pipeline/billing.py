@@ -93,8 +93,7 @@ class BudgetHoldStep(BaseStep):
         bound = prompt_token_bound(chat)
         choices = chat.payload.get("n") or 1  # each of n choices may use the whole output cap
         amount = cost_micros(price, tokens_in=bound, tokens_out=cap * choices)
-        ctx.billing = billing = RequestBilling(ref=ctx.request_id, price=price, held_micros=amount,
-                                               prompt_bound=bound, max_output_tokens=cap, started_at=utcnow())
+        ctx.billing = billing = RequestBilling(ref=ctx.request_id, price=price, held_micros=amount)
         usage = UsageStart(request_id=ctx.request_id, trace_id=ctx.trace_id, model=model.name,
                            project_id=principal.project_id, user_id=principal.user_id,
                            api_key_id=principal.api_key_id, stream=chat.stream)
@@ -105,16 +104,17 @@ class BudgetHoldStep(BaseStep):
                              budget_scopes=scopes_of(org_id=principal.org_id, project_id=principal.project_id,
                                                      api_key_id=principal.api_key_id))
         ctx.detail["held_micros"] = amount
-        error: BaseException | None = None
         try:
             await call_next(ctx)
         except BaseException as exc:
-            error = exc
+            await self._release_unsettled(ctx, exc)
             raise
-        finally:
-            if not billing.settled:  # refused or failed before the call: nothing was used
-                await settle(self.services, ctx, UsageOutcome(measured="none", error_code=_code(ctx, error)
-                                                              or "not_called"))
+        await self._release_unsettled(ctx, None)
+
+    async def _release_unsettled(self, ctx: RequestContext, error: BaseException | None) -> None:
+        """A refusal or failure before the call (or a step that never called on): nothing was
+        used. ``settle`` does nothing if usage_capture already settled the hold."""
+        await settle(self.services, ctx, UsageOutcome(measured="none", error_code=_code(ctx, error) or "not_called"))
 
 
 async def grow_hold(services: PipelineServices, ctx: RequestContext, *, extra_prompt_tokens: int) -> int:
@@ -133,7 +133,6 @@ async def grow_hold(services: PipelineServices, ctx: RequestContext, *, extra_pr
         await top_up_hold(session, hold_ref=billing.ref, ref=f"{billing.ref}:top-up:{billing.top_ups}",
                           amount_micros=amount, trace_id=ctx.trace_id, request_id=ctx.request_id)
     billing.held_micros += amount
-    billing.prompt_bound += extra_prompt_tokens
     return amount
 
 
@@ -144,15 +143,14 @@ class UsageCaptureStep(BaseStep):
         billing = ctx.billing
         assert billing is not None
         renewer = LeaseRenewer(self.services, billing.ref)
-        error: BaseException | None = None
         try:
             await call_next(ctx)
         except BaseException as exc:
-            error = exc
-            raise
-        finally:
             renewer.stop()
-            await settle(self.services, ctx, outcome_of(ctx, error))
+            await settle(self.services, ctx, outcome_of(ctx, exc))
+            raise
+        renewer.stop()
+        await settle(self.services, ctx, outcome_of(ctx, None))
         if billing.cost_micros is not None and ctx.sink is not None and not ctx.chat.stream:  # type: ignore[union-attr]
             ctx.sink.set_header(COST_HEADER, str(billing.cost_micros))
 

@@ -16,8 +16,7 @@ Two counts, for two different jobs:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -82,9 +81,6 @@ class RequestBilling:
     ref: str
     price: PriceVersion
     held_micros: int
-    prompt_bound: int
-    max_output_tokens: int
-    started_at: datetime
     #: set once the hold is captured or released (by whichever step did it)
     settled: bool = False
     #: top-ups of the hold by extension steps (``billing.grow_hold``)
@@ -96,7 +92,6 @@ class RequestBilling:
     drained: bool = False
     #: why the relay stopped reading the upstream early (``drain_timeout``, ``drain_limit``)
     cut: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def client_left(self) -> bool:

@@ -27,6 +27,20 @@ def post(gw: Gateway, payload: Any, *, key: str | None = None, **headers: str) -
     return httpx.post(gw.base_url + "/chat/completions", json=payload, headers=headers, timeout=30)
 
 
+def stream_chat(gw: Gateway, content: str, *, leave_after: int | None = None) -> tuple[str, list[str]]:
+    """Stream a chat completion: (request id, SSE lines read). With ``leave_after``, drop the
+    connection once that many ``data:`` events arrived (a client that leaves)."""
+    with httpx.stream("POST", gw.base_url + "/chat/completions", json=body(content, stream=True), timeout=30,
+                      headers={"Authorization": f"Bearer {gw.tenant.api_key}"}) as response:
+        request_id, lines, events = response.headers["X-Request-Id"], [], 0
+        for line in response.iter_lines():
+            lines.append(line)
+            events += line.startswith("data: ")
+            if leave_after is not None and events >= leave_after:
+                break
+    return request_id, lines
+
+
 def rows(gw: Gateway, sql: str, **params: Any) -> list[dict[str, Any]]:
     with gw.db.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(text(sql), params)]

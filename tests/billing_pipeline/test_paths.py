@@ -25,6 +25,7 @@ from .conftest import (
     price_cost,
     rows,
     settled_usage_row,
+    stream_chat,
     usage_row,
     wallet,
 )
@@ -152,21 +153,8 @@ def test_an_upstream_that_sends_no_usage_is_billed_an_estimate(gw: Gateway, stre
     assert row["cost_micros"] == price_cost(gw, row["price_id"], row["prompt_tokens"], row["completion_tokens"])
 
 
-def _read_then_leave(gw: Gateway, content: str, *, chunks: int) -> str:
-    """Read ``chunks`` SSE events of a stream, then drop the connection."""
-    with httpx.stream("POST", gw.base_url + "/chat/completions", timeout=30, json=body(content, stream=True),
-                      headers={"Authorization": f"Bearer {gw.tenant.api_key}"}) as response:
-        request_id = response.headers["X-Request-Id"]
-        seen = 0
-        for line in response.iter_lines():
-            seen += line.startswith("data: ")
-            if seen >= chunks:
-                break
-    return request_id
-
-
 def test_a_client_that_leaves_early_is_billed_what_the_drained_upstream_reports(gw: Gateway) -> None:
-    request_id = _read_then_leave(gw, "drain me [sim:tokens=40] [sim:token_latency_ms=25]", chunks=3)
+    request_id, _ = stream_chat(gw, "drain me [sim:tokens=40] [sim:token_latency_ms=25]", leave_after=3)
     row = settled_usage_row(gw, request_id)
     assert (row["status"], row["measured"], row["error_code"]) == ("captured", "drained", "client_disconnected")
     assert row["completion_tokens"] == 40 and row["delivered_tokens"] < 40
@@ -176,7 +164,7 @@ def test_a_client_that_leaves_early_is_billed_what_the_drained_upstream_reports(
 
 def test_a_drain_past_its_time_bound_is_cut_and_billed_an_estimate(billed_gateways: Any) -> None:
     gw = billed_gateways(drain_timeout_s=0.3)
-    request_id = _read_then_leave(gw, "slow drain [sim:tokens=200] [sim:token_latency_ms=40]", chunks=3)
+    request_id, _ = stream_chat(gw, "slow drain [sim:tokens=200] [sim:token_latency_ms=40]", leave_after=3)
     row = settled_usage_row(gw, request_id)
     assert (row["status"], row["measured"], row["error_code"]) == ("captured", "estimated", "drain_timeout")
     assert 2 <= row["completion_tokens"] < 200 and row["delivered_tokens"] <= row["completion_tokens"]
@@ -185,7 +173,7 @@ def test_a_drain_past_its_time_bound_is_cut_and_billed_an_estimate(billed_gatewa
 
 def test_drains_beyond_the_concurrency_bound_are_cut_at_once(billed_gateways: Any) -> None:
     gw = billed_gateways(max_concurrent_drains=0)
-    request_id = _read_then_leave(gw, "no drain [sim:tokens=200] [sim:token_latency_ms=40]", chunks=3)
+    request_id, _ = stream_chat(gw, "no drain [sim:tokens=200] [sim:token_latency_ms=40]", leave_after=3)
     row = settled_usage_row(gw, request_id, timeout_s=5)  # well before the 8 s the stream would take
     assert (row["measured"], row["error_code"]) == ("estimated", "drain_limit")
     assert row["completion_tokens"] < 200
@@ -193,7 +181,7 @@ def test_drains_beyond_the_concurrency_bound_are_cut_at_once(billed_gateways: An
 
 
 def test_a_client_that_leaves_after_done_is_billed_the_upstream_usage(gw: Gateway) -> None:
-    request_id = _read_then_leave(gw, "all of it [sim:tokens=8]", chunks=10_000)
+    request_id, _ = stream_chat(gw, "all of it [sim:tokens=8]")
     row = settled_usage_row(gw, request_id)
     assert (row["measured"], row["error_code"], row["completion_tokens"]) == ("upstream", None, 8)
     assert row["delivered_tokens"] == 8
