@@ -10,6 +10,7 @@ entry of :data:`SETTINGS` (a test keeps it complete).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -90,6 +91,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "billed an estimate."),
     SettingSpec("init_credit_micros", int, 100_000_000,
                 "Credit `deepspace-lab init` grants the first org (micro-credits; 0 for none)."),
+    SettingSpec("trusted_proxies", str, "",
+                "Comma-separated addresses or CIDRs of reverse proxies whose `X-Forwarded-For` is believed "
+                "(IP rules, rate limits and audit see the client behind them). Others' headers are ignored."),
+    SettingSpec("rate_limit_failure_mode", str, "open",
+                "What rate limits do while Redis cannot be reached: `open` admits requests unlimited "
+                "(budgets and the wallet still bound spending), `closed` refuses them with 503 "
+                "`rate_limiter_unavailable`. Either way service recovers by itself when Redis is back."),
     SettingSpec("simulator_token_latency_ms", float, 15.0,
                 "Delay per streamed token of the built-in simulated upstream (ms)."),
     SettingSpec("pipeline_steps", str, "",
@@ -106,6 +114,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 SPECS: dict[str, SettingSpec] = {s.name: s for s in SETTINGS}
+
+
+def _proxies(text: str) -> str:
+    """The trusted-proxy list, each entry checked as an address or CIDR (normalised)."""
+    entries = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            entries.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(f"DEEPSPACE_TRUSTED_PROXIES: {part!r} is not an IP address or CIDR",
+                              param="DEEPSPACE_TRUSTED_PROXIES") from None
+    return ",".join(entries)
 
 
 def default_data_dir() -> Path:
@@ -135,6 +157,8 @@ class Settings:
     drain_timeout_s: float = 30.0
     max_concurrent_drains: int = 32
     init_credit_micros: int = 100_000_000
+    trusted_proxies: str = ""
+    rate_limit_failure_mode: str = "open"
     simulator_token_latency_ms: float = 15.0
     pipeline_steps: str = ""
     jupyterhub_api_url: str | None = None
@@ -186,6 +210,10 @@ class Settings:
                 values["secret_key"] = key_file.read_text().strip() or None
         if values["log_format"] not in ("text", "json"):
             raise ConfigError("DEEPSPACE_LOG_FORMAT must be `text` or `json`", param="DEEPSPACE_LOG_FORMAT")
+        if values["rate_limit_failure_mode"] not in ("open", "closed"):
+            raise ConfigError("DEEPSPACE_RATE_LIMIT_FAILURE_MODE must be `open` or `closed`",
+                              param="DEEPSPACE_RATE_LIMIT_FAILURE_MODE")
+        values["trusted_proxies"] = _proxies(values["trusted_proxies"] or "")
         for name in ("default_max_output_tokens", "hold_lease_s", "drain_timeout_s"):
             if values[name] <= 0:
                 raise ConfigError(f"DEEPSPACE_{name.upper()} must be more than 0", param=f"DEEPSPACE_{name.upper()}")

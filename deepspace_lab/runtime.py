@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import text
 
 from .audit import AuditWriter
-from .auth.limiter import LoginLimiter
 from .auth.lookup import key_reader_for
 from .cache import TTLCache
 from .catalog import ModelInfo
@@ -23,6 +22,10 @@ from .db import make_async_engine, make_sessionmaker
 from .db.migrate import head_revision
 from .errors import ServiceUnavailable
 from .pipeline import Pipeline, PipelineServices
+from .policy.cache import PolicyCache
+from .policy.limiter import make_limiter
+from .policy.login import LoginLimiter
+from .policy.rules import parse_networks
 from .upstream import UpstreamClient
 
 log = logging.getLogger("deepspace_lab.runtime")
@@ -37,7 +40,10 @@ class Runtime:
         self._services: PipelineServices | None = None
         self._pipeline: Pipeline | None = None
         self.upstream_is_simulated = False
-        self.login_limiter = LoginLimiter()
+        #: Rate limits and the login limiter: shared through Redis when it is configured.
+        self.limiter = make_limiter(settings.redis_url)
+        self.login_limiter = LoginLimiter(self.limiter)
+        self.trusted_proxies = parse_networks(settings.trusted_proxies)
 
     @property
     def started(self) -> bool:
@@ -74,12 +80,14 @@ class Runtime:
             upstream=upstream, models=TTLCache[ModelInfo](ttl_s=settings.catalog_cache_ttl_s),
             upstream_is_simulated=simulated,
             key_reader=key_reader_for(settings.database_url),
+            policies=PolicyCache(self.engine), limiter=self.limiter,
         )
         self._pipeline = Pipeline(self._services, extensions=settings.extension_steps)
         self.audit.start()
 
     async def close(self) -> None:
         await self.audit.close()
+        await self.limiter.close()
         if self._services is not None:
             self._services.upstream.close()
             if self._services.key_reader is not None:

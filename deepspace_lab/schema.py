@@ -9,11 +9,12 @@ from .catalog.models import CatalogModel
 from .conversations.models import Conversation, Message
 from .db.base import Base
 from .idempotency.models import IdempotencyKey
+from .policy.models import Policy, PolicyEpoch
 
 metadata = Base.metadata
 
 __all__ = [
     "ApiKey", "AuditLog", "Budget", "BudgetCounter", "CatalogModel", "Conversation", "Hold", "HoldBudgetCounter",
-    "Message", "Org",
-    "IdempotencyKey", "OrgMember", "Price", "Project", "Transaction", "UsageRecord", "User", "Wallet", "metadata",
+    "IdempotencyKey", "Message", "Org", "OrgMember", "Policy", "PolicyEpoch", "Price", "Project", "Transaction",
+    "UsageRecord", "User", "Wallet", "metadata",
 ]

@@ -55,6 +55,8 @@ class DeepSpaceApp(ExtensionApp):
     drain_timeout_s = _trait("drain_timeout_s")
     max_concurrent_drains = _trait("max_concurrent_drains")
     init_credit_micros = _trait("init_credit_micros")
+    trusted_proxies = _trait("trusted_proxies")
+    rate_limit_failure_mode = _trait("rate_limit_failure_mode")
     simulator_token_latency_ms = _trait("simulator_token_latency_ms")
     pipeline_steps = _trait("pipeline_steps")
     jupyterhub_api_url = _trait("jupyterhub_api_url")

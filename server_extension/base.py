@@ -21,6 +21,7 @@ from tornado.iostream import StreamClosedError
 
 from deepspace_lab.errors import DeepSpaceError, InvalidRequest, MethodNotAllowed, NotFound
 from deepspace_lab.pipeline import RequestContext
+from deepspace_lab.policy.rules import IPAddress, client_address
 from deepspace_lab.runtime import Runtime
 from deepspace_lab.tracing import (
     current_request_id,
@@ -56,12 +57,21 @@ class DeepSpaceHandler(tornado.web.RequestHandler):
         """No cookie is a credential on these routes (see the module docstring)."""
 
     def context(self, *, kind: str = "gateway.request", action: str = "") -> RequestContext:
+        address = self.client_address()
         return RequestContext(
             trace_id=self.trace_id, request_id=self.request_id, method=self.request.method or "",
-            path=self.request.path, client_ip=self.request.remote_ip,
-            headers=self.request.headers, body=self.request.body, started=self._started,
+            path=self.request.path, client_ip=str(address) if address is not None else None,
+            client_address=address, headers=self.request.headers, body=self.request.body, started=self._started,
             sink=self.sink, kind=kind, action=action,
         )
+
+    def client_address(self) -> IPAddress | None:
+        """The connection's peer — or, when the peer is one of ``DEEPSPACE_TRUSTED_PROXIES``, the
+        client it names in ``X-Forwarded-For``. Tornado's (or Jupyter's) own ``xheaders`` option
+        is not used: it would believe the header from anyone."""
+        context = getattr(self.request.connection, "context", None)
+        peer = getattr(context, "_orig_remote_ip", None) or self.request.remote_ip
+        return client_address(peer, self.request.headers.get("X-Forwarded-For"), self.runtime.trusted_proxies)
 
     def write_json(self, payload: Any, *, status: int = 200) -> None:
         self.set_status(status)

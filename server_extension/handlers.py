@@ -34,6 +34,10 @@ class ModelsHandler(DeepSpaceHandler):
     async def _list(self, ctx: RequestContext) -> None:
         async with self.runtime.sessions() as session:
             models = await list_models(session)
+        if ctx.policies is not None and ctx.principal is not None:  # only what the model policy allows
+            allowed = ctx.policies.allowed_models(org_id=ctx.principal.org_id, project_id=ctx.principal.project_id)
+            if allowed is not None:
+                models = [m for m in models if m.name in allowed]
         ctx.sink.set_json(orjson.dumps({"object": "list", "data": [m.to_openai() for m in models]}))  # type: ignore[union-attr]
 
 

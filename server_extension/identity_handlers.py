@@ -51,14 +51,14 @@ class LoginHandler(ApiHandler):
         ctx.detail["email"] = email[:320]
         address = ctx.client_ip or "unknown"
         limiter = self.runtime.login_limiter
-        limiter.check(address)
+        await limiter.check(address)
         try:
             pair = await login(session, secret_key=self.runtime.settings.require_secret_key(), email=email,
                                password=password, client_ip=ctx.client_ip)
         except AuthError:
-            limiter.failed(address)
+            await limiter.failed(address)
             raise
-        limiter.succeeded(address)
+        await limiter.succeeded(address)
         ctx.detail["user_id"] = pair.user_id
         return 200, pair.to_dict()
 

@@ -105,6 +105,20 @@ SCHEMAS: dict[str, Any] = {
                    "frozen_micros": {"type": "integer"}, "overdraft_limit_micros": {"type": "integer"},
                    "available_micros": {"type": "integer"}},
                   ["object", "org_id", "balance_micros", "frozen_micros", "overdraft_limit_micros"]),
+    "Limits": obj({
+        "object": {"const": "limits"},
+        "rate_limits": {"type": "array", "items": obj({
+            "scope": {"enum": ["org", "project", "key"]}, "scope_id": STR,
+            "limit": {"enum": ["requests_per_minute", "tokens_per_minute", "concurrent_requests"]},
+            "max": {"type": "integer"}, "window_s": {"type": ["number", "null"]},
+            "used": {"type": ["integer", "null"], "description": "in the last window, or in flight now; null when "
+                                                                 "the limiter cannot be read"}},
+            ["scope", "scope_id", "limit", "max", "used"])},
+        "budgets": {"type": "array", "items": {"type": "object"}},
+        "allowed_models": {"type": ["array", "null"], "items": STR,
+                           "description": "null: every enabled model"},
+        "rate_limiter": {"enum": ["redis", "in-process"]}},
+        ["object", "rate_limits", "budgets", "allowed_models"]),
     "LedgerEntry": obj({"id": {"type": "integer"}, "object": {"const": "ledger_entry"},
                         "type": {"enum": ["credit", "debit", "hold", "capture", "release", "refund"]}, "ref": STR,
                         "amount_micros": {"type": "integer"}, "balance_after_micros": {"type": ["integer", "null"]},
@@ -133,11 +147,15 @@ SCHEMAS: dict[str, Any] = {
 ERRORS = {code: {"description": text, "content": {"application/json": {"schema": ref("Error")}}}
           for code, text in (("400", "bad input"), ("401", "missing or invalid credentials"),
                              ("402", "insufficient funds (`insufficient_funds`)"),
-                             ("403", "not allowed"), ("404", "not found (also: another tenant's id)"),
+                             ("403", "not allowed (also `ip_denied`: an IP rule refuses your address; "
+                                     "`model_not_allowed`: the model policy)"),
+                             ("404", "not found (also: another tenant's id)"),
                              ("409", "conflict"), ("422", "unprocessable"),
-                             ("429", "rate limited, or a budget cap reached (`budget_exceeded`)"),
+                             ("429", "a rate limit reached (`rate_limited`), or a budget cap (`budget_exceeded`); "
+                                     "`Retry-After` says when to retry"),
                              ("502", "upstream failed"),
-                             ("503", "not ready, or the upstream account is out of quota (`upstream_quota_exhausted`)"),
+                             ("503", "not ready, the upstream account is out of quota (`upstream_quota_exhausted`), or "
+                                     "rate limits cannot be checked (`rate_limiter_unavailable`)"),
                              ("504", "upstream timed out"))}
 
 
@@ -202,12 +220,12 @@ PATHS: dict[str, dict[str, Any]] = {
                                   "responses": {"200": {"description": "OK",
                                                         "content": {"application/json": {"schema": {}}}}}}},
     f"{A}/auth/login": {"post": op("Log in with email and password", "200", "TokenPair", body="Login", public=True,
-                                   errors=("401", "429"))},
+                                   errors=("401", "403", "429"))},
     f"{A}/auth/refresh": {"post": op("Rotate a refresh token for a new pair", "200", "TokenPair", body="Refresh",
-                                     public=True, errors=("401",))},
+                                     public=True, errors=("401", "403"))},
     f"{A}/auth/jupyterhub": {"post": op(
         "Remote mode: a JupyterHub API token of a user in exchange for that user's tokens", "200", "TokenPair",
-        body="HubToken", public=True, errors=("401", "404", "503"))},
+        body="HubToken", public=True, errors=("401", "403", "404", "503"))},
     f"{A}/auth/logout": {"post": op("End the login session of this access token (not for API keys: 403)", "204",
                                     None)},
     f"{A}/me": {"get": op("Who you are, where you act", "200", "Me")},
@@ -230,6 +248,8 @@ PATHS: dict[str, dict[str, Any]] = {
                             body_required=False)},
     f"{A}/keys/{{key_id}}": {"delete": op("Revoke an API key", "200", "ApiKey", errors=("404",),
                                           params=[path_id("key_id")])},
+    f"{A}/limits": {"get": op("Your rate limits, budget caps and allowed models, with what you use of them now",
+                              "200", "Limits")},
     f"{A}/wallet": {"get": op("Your org's wallet (micro-credits)", "200", "Wallet")},
     f"{A}/wallet/transactions": {"get": op("Your org's ledger entries, newest first", "200", "LedgerPage",
                                            params=PAGING)},

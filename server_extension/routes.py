@@ -8,11 +8,20 @@ from typing import Any
 from deepspace_lab.errors import NotFound
 from deepspace_lab.runtime import Runtime
 
-from . import billing_handlers, conversation_handlers, handlers, identity_handlers, jupyter_handlers, openapi
+from . import (
+    billing_handlers,
+    conversation_handlers,
+    handlers,
+    identity_handlers,
+    jupyter_handlers,
+    openapi,
+    policy_handlers,
+)
 from .base import DeepSpaceHandler
 
 #: Modules with ``default_handlers(runtime)``, mounted in this order.
-ROUTE_MODULES = (handlers, conversation_handlers, identity_handlers, billing_handlers, jupyter_handlers, openapi)
+ROUTE_MODULES = (handlers, conversation_handlers, identity_handlers, billing_handlers, policy_handlers,
+                 jupyter_handlers, openapi)
 
 
 class UnknownRouteHandler(DeepSpaceHandler):

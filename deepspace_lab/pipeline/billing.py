@@ -48,13 +48,7 @@ from ..cache import TTLCache
 from ..db.base import utcnow
 from ..errors import DeepSpaceError
 from .context import Next, PipelineServices, RequestContext
-from .metering import (
-    RequestBilling,
-    estimate_tokens,
-    prompt_token_bound,
-    prompt_token_estimate,
-    requested_output_cap,
-)
+from .metering import RequestBilling, estimate_tokens, prompt_token_estimate, worst_case_tokens
 from .steps import BaseStep
 
 log = logging.getLogger("deepspace_lab.billing")
@@ -84,15 +78,9 @@ class BudgetHoldStep(BaseStep):
         assert chat is not None and model is not None and principal is not None
         price = await self.price(model.name)
         settings = self.services.settings
-        cap = requested_output_cap(chat)
-        if cap is None:
-            cap = settings.default_max_output_tokens
-            if model.context_window:  # what the context leaves after the prompt (never below 1)
-                cap = max(1, min(cap, model.context_window - prompt_token_estimate(chat)))
-            chat.payload["max_tokens"] = cap  # ask the upstream for no more than the hold covers
-        bound = prompt_token_bound(chat)
-        choices = chat.payload.get("n") or 1  # each of n choices may use the whole output cap
-        amount = cost_micros(price, tokens_in=bound, tokens_out=cap * choices)
+        bound, out = worst_case_tokens(chat, context_window=model.context_window,
+                                       default_cap=settings.default_max_output_tokens)
+        amount = cost_micros(price, tokens_in=bound, tokens_out=out)
         ctx.billing = billing = RequestBilling(ref=ctx.request_id, price=price, held_micros=amount)
         usage = UsageStart(request_id=ctx.request_id, trace_id=ctx.trace_id, model=model.name,
                            project_id=principal.project_id, user_id=principal.user_id,
@@ -247,6 +235,7 @@ async def settle(services: PipelineServices, ctx: RequestContext, outcome: Usage
         log.exception("could not settle hold %s; reconciliation releases it when its lease lapses", billing.ref)
         return
     billing.cost_micros = cost
+    billing.tokens_used = (outcome.prompt_tokens or 0) + (outcome.completion_tokens or 0)
     ctx.detail["cost_micros"] = cost
     ctx.detail["usage_measured"] = outcome.measured
 

@@ -15,6 +15,9 @@ from ..cache import TTLCache
 from ..catalog import ModelInfo
 from ..config import Settings
 from ..conversations.models import Conversation
+from ..policy.cache import PolicyCache
+from ..policy.limiter import Limiter
+from ..policy.rules import IPAddress, PolicySnapshot
 from ..upstream import UpstreamClient
 from .chat import ChatRequest
 from .metering import RequestBilling
@@ -59,6 +62,10 @@ class PipelineServices:
     upstream_is_simulated: bool = False
     #: Authentication's hot read on raw driver connections (None: the ORM path).
     key_reader: PgKeyReader | SqliteKeyReader | None = None
+    #: The policies in force (None: no policy steps, e.g. in unit tests of other steps).
+    policies: PolicyCache | None = None
+    #: Rate limits: Redis-backed when ``redis_url`` is set, else in-process.
+    limiter: Limiter | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -72,10 +79,13 @@ class RequestContext:
     body: bytes
     started: float
     sink: ResponseSink | None = None
+    #: ``client_ip`` parsed (None when unknown); behind trusted proxies, the client's own
+    client_address: IPAddress | None = None
     kind: str = "gateway.request"
     #: What the route does, checked by the auth step (see ``auth.permissions``); "" = any caller.
     action: str = ""
     # filled in by steps
+    policies: PolicySnapshot | None = None
     principal: Principal | None = None
     chat: ChatRequest | None = None
     model: ModelInfo | None = None

@@ -74,6 +74,21 @@ def requested_output_cap(chat: ChatRequest) -> int | None:
     return min(caps) if caps else None
 
 
+def worst_case_tokens(chat: ChatRequest, *, context_window: int | None, default_cap: int) -> tuple[int, int]:
+    """(prompt upper bound, output cap × ``n``): what the hold covers and tokens-per-minute
+    limits count until the capture corrects them. When the caller names no output cap, the
+    default one (limited by what the context window leaves) is written into the request, so
+    the upstream is asked for no more than is held; calling this again gives the same answer."""
+    cap = requested_output_cap(chat)
+    if cap is None:
+        cap = default_cap
+        if context_window:  # what the context leaves after the prompt (never below 1)
+            cap = max(1, min(cap, context_window - prompt_token_estimate(chat)))
+        chat.payload["max_tokens"] = cap
+    choices = chat.payload.get("n") or 1  # each of n choices may use the whole output cap
+    return prompt_token_bound(chat), cap * choices
+
+
 @dataclass(slots=True)
 class RequestBilling:
     """One request's billing state, shared by the billing steps and the relay."""
@@ -86,6 +101,8 @@ class RequestBilling:
     #: top-ups of the hold by extension steps (``billing.grow_hold``)
     top_ups: int = 0
     cost_micros: int | None = None
+    #: prompt + completion tokens the capture counted (0 when the hold was released)
+    tokens_used: int = 0
     # what the relay saw (streams)
     output_events: int = 0
     delivered_events: int | None = None

@@ -18,10 +18,13 @@ from .context import Next, PipelineServices, RequestContext
 
 ENTRY_POINT_GROUP = "deepspace_lab.pipeline_steps"
 #: Every product route runs these, in this order.
-DOOR_STEPS = ("audit", "auth")
+#: ``ip_rules`` before ``auth``: a denied address is refused before its credential is read.
+DOOR_STEPS = ("audit", "ip_rules", "auth")
 #: Model calls add these: before the extension steps, then after them.
-#: ``idempotency`` right after ``validate``: before billing, so a replay never reaches a hold.
-CHAT_STEPS_BEFORE = ("validate", "idempotency", "conversation", "budget_hold")
+#: ``idempotency`` right after ``validate``: before rate limits and billing, so a replay
+#: never counts against a limit or reaches a hold; ``policy`` after ``budget_hold`` (the
+#: spec's order), so a refused model's hold is released on the way out.
+CHAT_STEPS_BEFORE = ("validate", "idempotency", "conversation", "rate_limit", "budget_hold", "policy")
 CHAT_STEPS_AFTER = ("usage_capture", "upstream")
 CORE_STEPS = frozenset(DOOR_STEPS + CHAT_STEPS_BEFORE + CHAT_STEPS_AFTER)
 
@@ -88,5 +91,5 @@ class Pipeline:
 
     async def run_public(self, ctx: RequestContext,
                          endpoint: Callable[[RequestContext], Awaitable[None]]) -> None:
-        """A route that takes no credential (login, refresh): audited, nothing else."""
-        await _compose(self._door[:1], endpoint)(ctx)
+        """A route that takes no credential (login, refresh): audited and IP-checked, nothing else."""
+        await _compose(self._door[:2], endpoint)(ctx)

@@ -1,9 +1,9 @@
 """The built-in pipeline steps. They register through the same entry-point group
 (``deepspace_lab.pipeline_steps``) that third-party steps use.
 
-Core steps (fixed order, never removable): audit → auth → validate → idempotency →
-conversation → budget_hold → (extension steps) → usage_capture → upstream. The billing steps
-live in :mod:`.billing`; the rate-limit and policy issues add theirs at fixed places.
+Core steps (fixed order, never removable): audit → ip_rules → auth → validate → idempotency →
+conversation → rate_limit → budget_hold → policy → (extension steps) → usage_capture →
+upstream. The billing steps live in :mod:`.billing`, the risk and policy ones in :mod:`.policy`.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ class AuthStep(BaseStep):
             raise AuthError("missing credentials: send `Authorization: Bearer <API key or access token>`",
                             code="missing_api_key")
         ctx.principal = await self.resolve(credential, project_id=ctx.headers.get(PROJECT_HEADER))
+        if ctx.policies is not None:  # the org's IP rules, now that the credential names the org
+            ctx.policies.check_org_ip(ctx.principal.org_id, ctx.client_address)
         if ctx.action:
             authorize(ctx.principal, ctx.action)
         await call_next(ctx)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from deepspace_lab.billing.ledger import credit_wallet
 from deepspace_lab.billing.models import UsageRecord
 from deepspace_lab.db import make_async_engine, make_sessionmaker
+from deepspace_lab.policy.service import set_policy
 from deepspace_lab.server_extension.openapi import openapi_document
 
 from .conftest import World
@@ -157,6 +158,26 @@ def usage_is_own(world: World) -> None:
     assert [r["request_id"] for r in mine] == ["req_tenancy_a"]
 
 
+def limits_are_own(world: World) -> None:
+    async def limit_a() -> None:
+        engine = make_async_engine(world.gw.settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                await set_policy(session, kind="rate_limit", scope="org", scope_id=world.a.id,
+                                 spec={"rpm": 7}, actor="test")
+                await set_policy(session, kind="model_policy", scope="org", scope_id=world.a.id,
+                                 spec={"allow": [MODEL]}, actor="test")
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(limit_a())
+    mine = world.call("GET", "/limits", key=world.a.people["viewer"].key).json()
+    assert [r["max"] for r in mine["rate_limits"]] == [7] and mine["allowed_models"] == [MODEL]
+    theirs = world.call("GET", "/limits", key=_b(world)).json()
+    assert theirs["rate_limits"] == [] and theirs["allowed_models"] is None
+
+
 A = "/deepspace/api"
 CASES: dict[tuple[str, str], Callable[[World], None]] = {
     ("/deepspace/v1/chat/completions", "post"): chat_with_foreign_conversation,
@@ -174,6 +195,7 @@ CASES: dict[tuple[str, str], Callable[[World], None]] = {
     (f"{A}/keys", "post"): key_create_cannot_target_foreign_project,
     (f"{A}/keys/{{key_id}}", "delete"): key_revoke_foreign,
     (f"{A}/wallet", "get"): wallet_is_own,
+    (f"{A}/limits", "get"): limits_are_own,
     (f"{A}/wallet/transactions", "get"): transactions_are_own,
     (f"{A}/usage", "get"): usage_is_own,
     (f"{A}/conversations", "get"): conversations_list_only_own,

@@ -38,8 +38,8 @@ def test_builtin_steps_register_through_the_entry_point_group() -> None:
 
 
 def test_core_order_is_door_then_validate_then_extensions_then_the_call() -> None:
-    assert DOOR_STEPS == ("audit", "auth")
-    assert CHAT_STEPS_BEFORE[:2] == ("validate", "idempotency")
+    assert DOOR_STEPS == ("audit", "ip_rules", "auth")  # IP rules at the door, before the credential
+    assert CHAT_STEPS_BEFORE == ("validate", "idempotency", "conversation", "rate_limit", "budget_hold", "policy")
     assert CHAT_STEPS_AFTER[-1] == "upstream"
 
 
@@ -60,7 +60,8 @@ def test_an_extension_step_runs_inside_the_core_steps(gateway: Gateway, monkeypa
     registry = dict(discover_steps(), tag=TagStep)
     pipeline = Pipeline(gateway.runtime.services, extensions=["tag"], registry=registry)
     names = pipeline.chat_step_names
-    assert names[:6] == ("audit", "auth", "validate", "idempotency", "conversation", "budget_hold")
+    assert names[:9] == ("audit", "ip_rules", "auth", "validate", "idempotency", "conversation", "rate_limit",
+                         "budget_hold", "policy")
     assert names[-2:] == ("usage_capture", "upstream")
     assert names.index("tag") == len(DOOR_STEPS + CHAT_STEPS_BEFORE)
     monkeypatch.setattr(gateway.runtime, "_pipeline", pipeline)

@@ -1,0 +1,241 @@
+"""The risk and policy steps: ``ip_rules`` at the door, ``rate_limit`` before the hold,
+``policy`` (the model policy) after it. All three are core steps: fixed, never skipped.
+
+- ``ip_rules`` reads the policies in force (one small read; see :mod:`deepspace_lab.policy.cache`)
+  and refuses a globally denied address before the credential is looked up; the auth step
+  then applies the caller's org rules as soon as the credential names the org.
+- ``rate_limit`` applies the org's, project's and key's limits — requests and tokens per
+  minute over a sliding window, requests in flight — all or nothing, atomically across
+  processes (:mod:`deepspace_lab.policy.limiter`): a request refused by one limit consumes
+  none of the others. Tokens count at the hold's worst case and are corrected to what the
+  capture counted. A request that a later limit refuses (no funds, a budget cap, the model
+  policy) gets its consumption back. While Redis cannot be reached the deployment's
+  ``rate_limit_failure_mode`` decides: ``open`` admits (logged, and noted in the audit row),
+  ``closed`` answers 503 ``rate_limiter_unavailable``; both recover by themselves.
+- ``policy`` refuses a model the org or project may not use, after the hold, which
+  ``budget_hold`` then releases: nothing is billed, and the refusal is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+from ..billing import list_budgets
+from ..errors import DeepSpaceError, RateLimited, ServiceUnavailable
+from ..policy.limiter import Limit, Limiter, LimiterUnavailable, Refusal
+from ..policy.rules import PolicySnapshot
+from .context import Next, PipelineServices, RequestContext
+from .metering import worst_case_tokens
+from .steps import BaseStep
+
+log = logging.getLogger("deepspace_lab.policy")
+
+WINDOW_S = 60.0
+#: Refusals by later steps that give the request's rate-limit consumption back.
+REFUNDED = frozenset({"insufficient_funds", "budget_exceeded", "model_not_allowed"})
+_WHAT = {"rpm": ("requests per minute", "requests"), "tpm": ("tokens per minute", "tokens"),
+         "conc": ("concurrent requests", "requests in flight")}
+
+
+class RateLimitExceededError(RateLimited):
+    """429 ``rate_limited`` with ``Retry-After``."""
+
+    default_code = "rate_limited"
+
+
+class RequestOverLimitError(RateLimited):
+    """429 ``rate_limited`` that no wait can fix: the request alone needs more than the limit."""
+
+    default_code = "rate_limited"
+    retryable = False
+
+
+async def snapshot(services: PipelineServices, ctx: RequestContext) -> PolicySnapshot:
+    if ctx.policies is None:
+        assert services.policies is not None
+        ctx.policies = await services.policies.current()
+    return ctx.policies
+
+
+class IpRulesStep(BaseStep):
+    name = "ip_rules"
+
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> None:
+        if self.services.policies is not None:
+            (await snapshot(self.services, ctx)).check_global_ip(ctx.client_address)
+        await call_next(ctx)
+
+
+def _refusal_error(refusal: Refusal) -> RateLimited:
+    limit = refusal.limit
+    kind, scope, _ = limit.key.split(":", 2)
+    what, unit = _WHAT[kind]
+    if math.isinf(refusal.retry_after_s):
+        return RequestOverLimitError(
+            f"this request alone needs {limit.cost} {unit}, more than this {scope}'s limit of {limit.limit} "
+            f"{what}; ask for fewer tokens (max_tokens) or a higher limit")
+    return RateLimitExceededError(
+        f"this {scope}'s limit of {limit.limit} {what} is reached ({refusal.used} {unit} counted); "
+        f"retry after {max(1, math.ceil(refusal.retry_after_s))} s", retry_after_s=max(refusal.retry_after_s, 1.0))
+
+
+class RateLimitStep(BaseStep):
+    name = "rate_limit"
+
+    def __init__(self, services: PipelineServices) -> None:
+        super().__init__(services)
+        self._warned_at = -math.inf
+
+    def limits_for(self, ctx: RequestContext, snap: PolicySnapshot) -> list[Limit]:
+        principal, chat, model = ctx.principal, ctx.chat, ctx.model
+        assert principal is not None and chat is not None and model is not None
+        specs = snap.rate_specs(org_id=principal.org_id, project_id=principal.project_id,
+                                api_key_id=principal.api_key_id)
+        limits: list[Limit] = []
+        tokens = 0
+        for scope, scope_id, spec in specs:
+            if spec.rpm:
+                limits.append(Limit(f"rpm:{scope}:{scope_id}", "window", spec.rpm, WINDOW_S, 1))
+            if spec.tpm:
+                if not tokens:
+                    bound, out = worst_case_tokens(chat, context_window=model.context_window,
+                                                   default_cap=self.services.settings.default_max_output_tokens)
+                    tokens = bound + out
+                limits.append(Limit(f"tpm:{scope}:{scope_id}", "window", spec.tpm, WINDOW_S, tokens))
+            if spec.concurrency:
+                limits.append(Limit(f"conc:{scope}:{scope_id}", "concurrency", spec.concurrency,
+                                    self.services.settings.hold_lease_s))
+        return limits
+
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> None:
+        limiter = self.services.limiter
+        limits = self.limits_for(ctx, await snapshot(self.services, ctx)) if limiter is not None else []
+        if not limits or limiter is None:
+            await call_next(ctx)
+            return
+        try:
+            refusal = await limiter.acquire(ctx.request_id, limits)
+        except LimiterUnavailable:
+            self._unavailable(ctx)
+            await call_next(ctx)
+            return
+        if refusal is not None:
+            raise _refusal_error(refusal)
+        renewer = _SlotRenewer(limiter, ctx.request_id, [lim for lim in limits if lim.kind == "concurrency"])
+        code: str | None = None
+        try:
+            await call_next(ctx)
+        except BaseException as exc:
+            code = exc.code if isinstance(exc, DeepSpaceError) else "internal_error"
+            raise
+        finally:
+            renewer.stop()
+            await self._finish(limiter, ctx, limits, code or ctx.error_code)
+
+    def _unavailable(self, ctx: RequestContext) -> None:
+        if self.services.settings.rate_limit_failure_mode == "closed":
+            raise ServiceUnavailable("rate limits cannot be checked right now (the limiter's Redis is unreachable); "
+                                     "retry shortly", code="rate_limiter_unavailable", retry_after_s=2)
+        ctx.detail["rate_limit"] = "unavailable"
+        now = time.monotonic()
+        if now - self._warned_at > 10:
+            self._warned_at = now
+            log.warning("rate limiter unavailable (Redis unreachable): admitting requests without limits "
+                        "(DEEPSPACE_RATE_LIMIT_FAILURE_MODE=open)")
+
+    async def _finish(self, limiter: Limiter, ctx: RequestContext, limits: list[Limit], code: str | None) -> None:
+        """Free the request's slots; give everything back if a later limit refused it, else
+        correct its tokens to what the capture counted."""
+        refund = code in REFUNDED
+        try:
+            if not refund:
+                used = ctx.billing.tokens_used if ctx.billing is not None else 0
+                for limit in limits:
+                    if limit.key.startswith("tpm:") and used != limit.cost:
+                        await limiter.adjust(ctx.request_id, limit, used)
+            await limiter.release(ctx.request_id, limits, refund=refund)
+        except LimiterUnavailable:
+            log.warning("could not settle rate-limit counters of %s (Redis unreachable); its slots lapse "
+                        "with their lease", ctx.request_id)
+
+
+class _SlotRenewer:
+    """Renews concurrency slots (leases of ``hold_lease_s``) every third of their lease while a
+    long call runs, so only the slots of a process that died ever lapse."""
+
+    def __init__(self, limiter: Limiter, member: str, limits: list[Limit]) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        if limits:
+            self.limiter, self.member, self.limits = limiter, member, limits
+            self._timer = asyncio.get_running_loop().call_later(limits[0].window_s / 3, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.limiter.renew(self.member, self.limits)
+            except LimiterUnavailable:
+                log.warning("could not renew the rate-limit slots of %s", self.member)
+            await asyncio.sleep(self.limits[0].window_s / 3)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+
+class ModelPolicyStep(BaseStep):
+    name = "policy"
+
+    async def __call__(self, ctx: RequestContext, call_next: Next) -> None:
+        principal, model = ctx.principal, ctx.model
+        assert principal is not None and model is not None
+        if self.services.policies is not None:
+            (await snapshot(self.services, ctx)).check_model(model.name, org_id=principal.org_id,
+                                                             project_id=principal.project_id)
+        await call_next(ctx)
+
+
+async def limits_view(services: PipelineServices, ctx: RequestContext) -> dict[str, Any]:
+    """What limits the caller is under, and how much of each it is using now: rate limits of
+    its org, project and key (current window or requests in flight), budget caps with this
+    period's spend, and the models it may use (None: any enabled model)."""
+    principal = ctx.principal
+    assert principal is not None
+    snap = await snapshot(services, ctx)
+    rates: list[dict[str, Any]] = []
+    limits: list[Limit] = []
+    for scope, scope_id, spec in snap.rate_specs(org_id=principal.org_id, project_id=principal.project_id,
+                                                 api_key_id=principal.api_key_id):
+        for kind, value in (("rpm", spec.rpm), ("tpm", spec.tpm), ("conc", spec.concurrency)):
+            if value:
+                lim = Limit(f"{kind}:{scope}:{scope_id}", "concurrency" if kind == "conc" else "window", value,
+                            services.settings.hold_lease_s if kind == "conc" else WINDOW_S)
+                limits.append(lim)
+                rates.append({"scope": scope, "scope_id": scope_id, "limit": _NAMES[kind], "max": value,
+                              "window_s": WINDOW_S if kind != "conc" else None})
+    usage: list[int | None] = [None] * len(limits)
+    if limits and services.limiter is not None:
+        try:
+            usage = list(await services.limiter.usage(limits))
+        except LimiterUnavailable:
+            pass  # shown as null: the limiter cannot be read right now
+    for row, used in zip(rates, usage, strict=True):
+        row["used"] = used
+    scopes = [s for s in (principal.org_id, principal.project_id, principal.api_key_id) if s]
+    async with services.sessions() as session:
+        budgets = await list_budgets(session, org_id=principal.org_id, scopes=scopes)
+    return {"object": "limits", "rate_limits": rates, "budgets": [b.to_dict() for b in budgets],
+            "allowed_models": snap.allowed_models(org_id=principal.org_id, project_id=principal.project_id),
+            "rate_limiter": "redis" if services.settings.redis_url else "in-process"}
+
+
+_NAMES = {"rpm": "requests_per_minute", "tpm": "tokens_per_minute", "conc": "concurrent_requests"}
