@@ -151,13 +151,10 @@ class RateLimitStep(BaseStep):
         """Free the request's slots; give everything back if a later limit refused it, else
         correct its tokens to what the capture counted."""
         refund = code in REFUNDED
+        used = ctx.billing.tokens_used if ctx.billing is not None else 0
+        tokens = {lim.key: used for lim in limits if lim.key.startswith("tpm:") and lim.cost != used}
         try:
-            if not refund:
-                used = ctx.billing.tokens_used if ctx.billing is not None else 0
-                for limit in limits:
-                    if limit.key.startswith("tpm:") and used != limit.cost:
-                        await limiter.adjust(ctx.request_id, limit, used)
-            await limiter.release(ctx.request_id, limits, refund=refund)
+            await limiter.release(ctx.request_id, limits, refund=refund, final_costs=tokens)
         except LimiterUnavailable:
             log.warning("could not settle rate-limit counters of %s (Redis unreachable); its slots lapse "
                         "with their lease", ctx.request_id)

@@ -32,10 +32,11 @@ Cluster is not supported: one request's counters live in different hash slots.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -102,8 +103,11 @@ class Limiter(Protocol):
     async def adjust(self, member: str, limit: Limit, cost: int) -> None:
         """Change the cost ``member`` counts in a window limit (same timestamp); 0 removes it."""
 
-    async def release(self, member: str, limits: Sequence[Limit], *, refund: bool = False) -> None:
-        """Free ``member``'s slots; with ``refund`` also drop its window entries."""
+    async def release(self, member: str, limits: Sequence[Limit], *, refund: bool = False,
+                      final_costs: Mapping[str, int] | None = None) -> None:
+        """Free ``member``'s slots; with ``refund`` also drop its window entries; else set the
+        cost it counts in the window limits named in ``final_costs`` (by key; 0 drops it) —
+        the end of a request in one call."""
 
     async def renew(self, member: str, limits: Sequence[Limit]) -> None:
         """Extend ``member``'s slot leases to now + ``window_s``; no-op when not held."""
@@ -127,6 +131,12 @@ class Limiter(Protocol):
 def make_limiter(redis_url: str | None) -> Limiter:
     """A :class:`RedisLimiter` when a URL is given, else a :class:`MemoryLimiter`."""
     return RedisLimiter(redis_url) if redis_url else MemoryLimiter()
+
+
+def _cost(cost: int) -> int:
+    if cost < 0:
+        raise ValueError(f"cost must be >= 0, got {cost}")
+    return cost
 
 
 def _need_member(member: str) -> None:
@@ -246,7 +256,8 @@ class MemoryLimiter:
             raise ValueError(f"cost must be >= 0, got {cost}")
         self._set_cost(member, limit, cost, time.monotonic())
 
-    async def release(self, member: str, limits: Sequence[Limit], *, refund: bool = False) -> None:
+    async def release(self, member: str, limits: Sequence[Limit], *, refund: bool = False,
+                      final_costs: Mapping[str, int] | None = None) -> None:
         now = time.monotonic()
         for limit in limits:
             if limit.kind == "concurrency":
@@ -255,6 +266,8 @@ class MemoryLimiter:
                     del self._slots[limit.key]
             elif refund:
                 self._set_cost(member, limit, 0, now)
+            elif final_costs and limit.key in final_costs:
+                self._set_cost(member, limit, _cost(final_costs[limit.key]), now)
 
     async def renew(self, member: str, limits: Sequence[Limit]) -> None:
         now = time.monotonic()
@@ -430,11 +443,19 @@ redis.call('HSET', l.h, member, cost)
 redis.call('INCRBY', l.s, cost - tonumber(old))
 return 0
 """,
-    # ARGV: member, refund ('1'), limits
+    # ARGV: member, mode ('0' keep, '1' refund, '2' set each window limit's cost), limits
     "release": """
-local member, refund = ARGV[1], ARGV[2] == '1'
+local member, mode = ARGV[1], ARGV[2]
 for _, l in ipairs(parse(3)) do
-  if l.kind == 'c' then redis.call('ZREM', l.z, member) elseif refund then forget(l, member) end
+  if l.kind == 'c' then redis.call('ZREM', l.z, member)
+  elseif mode == '1' or (mode == '2' and l.cost == 0) then forget(l, member)
+  elseif mode == '2' then
+    local old = redis.call('HGET', l.h, member)
+    if old then
+      redis.call('HSET', l.h, member, l.cost)
+      redis.call('INCRBY', l.s, l.cost - tonumber(old))
+    end
+  end
 end
 return 0
 """,
@@ -556,11 +577,20 @@ class RedisLimiter:
         keys, args = self._spec([limit])
         await self._run("adjust", keys, [member, cost, *args])
 
-    async def release(self, member: str, limits: Sequence[Limit], *, refund: bool = False) -> None:
-        limits = [limit for limit in limits if refund or limit.kind == "concurrency"]
-        if limits:
-            keys, args = self._spec(limits)
-            await self._run("release", keys, [member, int(refund), *args])
+    async def release(self, member: str, limits: Sequence[Limit], *, refund: bool = False,
+                      final_costs: Mapping[str, int] | None = None) -> None:
+        if refund:
+            mode, chosen = 1, list(limits)
+        else:
+            mode, chosen = (2 if final_costs else 0), []
+            for limit in limits:
+                if limit.kind == "concurrency":
+                    chosen.append(limit)
+                elif final_costs and limit.key in final_costs:
+                    chosen.append(dataclasses.replace(limit, cost=_cost(final_costs[limit.key])))
+        if chosen:
+            keys, args = self._spec(chosen)
+            await self._run("release", keys, [member, mode, *args])
 
     async def renew(self, member: str, limits: Sequence[Limit]) -> None:
         limits = [limit for limit in limits if limit.kind == "concurrency"]

@@ -360,6 +360,25 @@ def test_release_with_refund_gives_the_window_back(make: MakeLimiter) -> None:
     run(make, scenario)
 
 
+def test_release_with_final_costs_frees_slots_and_corrects_tokens_in_one_call(make: MakeLimiter) -> None:
+    rpm, tpm = Limit("rpm:key:1", "window", 10), Limit("tpm:key:1", "window", 1000, cost=800)
+    conc = Limit("conc:key:1", "concurrency", 1)
+
+    async def scenario(limiter: Limiter) -> None:
+        first, second, third = member(), member(), member()
+        assert await limiter.acquire(first, [rpm, tpm, conc]) is None
+        assert await limiter.acquire(second, [tpm]) is not None  # 800 + 800 > 1000
+        await limiter.release(first, [rpm, tpm, conc], final_costs={tpm.key: 150})
+        assert await limiter.usage([rpm, tpm, conc]) == [1, 150, 0]  # rpm kept, tokens corrected, slot free
+        assert await limiter.acquire(second, [rpm, tpm, conc]) is None
+        await limiter.release(second, [rpm, tpm, conc], final_costs={tpm.key: 0})  # nothing used: dropped
+        assert await limiter.usage([rpm, tpm, conc]) == [2, 150, 0]
+        await limiter.release(third, [tpm], final_costs={tpm.key: 500})  # never admitted: nothing happens
+        assert await limiter.usage([tpm]) == [150]
+
+    run(make, scenario)
+
+
 # --- the login limiter: peek, add, clear ----------------------------------------------------
 
 
