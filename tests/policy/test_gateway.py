@@ -196,3 +196,29 @@ def test_zero_means_no_limit_of_that_kind(gw: Gateway, spec: dict[str, int]) -> 
     """new-api PR #1026: a limit of 0 must mean unlimited, never 429."""
     put_policy(gw, "rate_limit", "org", gw.tenant.org_id, spec)
     assert {post(gw, body("hi")).status_code for _ in range(5)} == {200}
+
+
+# -- the login limiter on the shared limiter --------------------------------------------------
+
+def test_failed_logins_from_one_address_are_counted_across_gateways_sharing_redis(
+        billed_gateways: Callable[..., Gateway], redis_url: str) -> None:
+    """The login limiter moved onto the shared limiter: two processes on one Redis allow one
+    address ten failures in all, not ten each. (Behind a trusted proxy, so the test can pick an
+    address no other test uses.)"""
+    import secrets
+
+    first = billed_gateways(redis_url=redis_url, trusted_proxies="127.0.0.1")
+    second = billed_gateways(redis_url=redis_url, trusted_proxies="127.0.0.1",
+                             database_url=first.settings.database_url)
+    client = {"X-Forwarded-For": f"2001:db8:{secrets.token_hex(2)}::{secrets.token_hex(2)}"}
+
+    def attempt(gw: Gateway) -> httpx.Response:
+        return httpx.post(gw.url + "/deepspace/api/auth/login", headers=client, timeout=30,
+                          json={"email": "nobody@example.org", "password": "not-the-password"})
+
+    codes = [attempt(gw).status_code for gw in (first, second) * 5]
+    assert codes == [401] * 10
+    for gw in (first, second):
+        limited = attempt(gw)
+        assert limited.status_code == 429 and error_code(limited) == "login_rate_limited"
+        assert int(limited.headers["Retry-After"]) >= 1
