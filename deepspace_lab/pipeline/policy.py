@@ -124,6 +124,7 @@ class RateLimitStep(BaseStep):
             await call_next(ctx)
             return
         if refusal is not None:
+            ctx.detail["rate_limited_by"] = refusal.limit.key  # e.g. "rpm:key:<id>", for the risk views
             raise _refusal_error(refusal)
         renewer = _SlotRenewer(limiter, ctx.request_id, [lim for lim in limits if lim.kind == "concurrency"])
         code: str | None = None

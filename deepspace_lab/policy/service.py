@@ -16,12 +16,13 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ..auth.models import ApiKey, Org, Project
 from ..catalog.models import CatalogModel
 from ..db.base import utcnow
-from ..errors import InvalidRequest, NotFound
+from ..errors import Conflict, InvalidRequest, NotFound
 from .models import Policy, PolicyEpoch
 from .rules import PolicySnapshot
 
@@ -179,7 +180,12 @@ async def set_policy(session: AsyncSession, *, kind: str, scope: str, scope_id: 
     row = Policy(kind=kind, org_id=owner, scope=scope, scope_id=scope_id, subject=subject, spec=clean,
                  actor=actor, created_at=now)
     session.add(row)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:  # another change of the same policy committed first (uq_policies_current)
+        await session.rollback()
+        raise Conflict("this policy was changed at the same moment by someone else; look again and retry",
+                       code="policy_conflict") from None
     await _bump_epoch(session)
     return PolicyView.of(row), before_view
 

@@ -143,6 +143,7 @@ def test_requests_per_minute_in_process_with_retry_after(gw: Gateway) -> None:
     assert "x-should-retry" not in refused.headers  # retryable, later
     (audit,) = gw.audit_rows(trace_id=refused.headers["X-Trace-Id"])
     assert audit["error_code"] == "rate_limited" and audit["api_key_id"] == gw.tenant.api_key_id
+    assert audit["detail"]["rate_limited_by"] == f"rpm:key:{gw.tenant.api_key_id}"
     assert not rows(gw, "SELECT 1 FROM usage_records WHERE request_id = :r", r=refused.headers["X-Request-Id"])
     limits = get(gw, "/deepspace/api/limits").json()
     assert limits["rate_limits"] == [{"scope": "key", "scope_id": gw.tenant.api_key_id,
