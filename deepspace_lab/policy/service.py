@@ -119,17 +119,13 @@ async def _org_of_scope(session: AsyncSession, scope: str, scope_id: str, org_id
         if org_id:
             raise InvalidPolicyError("a global rule belongs to no org", code="invalid_scope", param="org")
         return None
-    model: Any = {"org": Org, "project": Project, "key": ApiKey}[scope]
-    owner = scope_id if scope == "org" else None
-    if scope == "org":
-        found = (await session.execute(select(Org.id).where(Org.id == scope_id))).scalar_one_or_none()
-    else:
-        found = (await session.execute(select(model.org_id).where(model.id == scope_id))).scalar_one_or_none()
-        owner = found
-    if found is None or (org_id is not None and owner != org_id):
+    column: Any = {"org": Org.id, "project": Project.org_id, "key": ApiKey.org_id}[scope]
+    key: Any = {"org": Org.id, "project": Project.id, "key": ApiKey.id}[scope]
+    owner = (await session.execute(select(column).where(key == scope_id))).scalar_one_or_none()
+    if owner is None or (org_id is not None and owner != org_id):
         raise PolicyNotFoundError(f"no {scope} {scope_id!r}" + (f" in org {org_id!r}" if org_id else ""),
                                   code=f"{scope}_not_found", param=scope)
-    return owner
+    return str(owner)
 
 
 async def _bump_epoch(session: AsyncSession) -> None:
