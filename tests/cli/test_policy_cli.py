@@ -111,7 +111,7 @@ class ListCrashed(Exception):
     """``policy list`` died of the lazy load after rollback (see the xfail reason)."""
 
 
-LIST_BUG = ("deepspace_lab/policy/service.py:214-215: list_policies rolls the session back, which expires "
+LIST_BUG = ("deepspace_lab/policy/service.py, list_policies: session.rollback() comes first, which expires "
             "the rows, before PolicyView.of(row) reads them: MissingGreenlet as soon as one policy exists, "
             "so `deepspace-lab policy list` exits 1 with a traceback")
 

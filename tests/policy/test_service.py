@@ -173,7 +173,7 @@ def ids(views: list[PolicyView]) -> list[int]:
 
 
 LIST_POLICIES_BUG = (
-    "list_policies (deepspace_lab/policy/service.py:214-215) rolls the session back before building the "
+    "list_policies (deepspace_lab/policy/service.py) calls session.rollback() before building the "
     "views; rollback expires every loaded row, so PolicyView.of(row) lazy-loads on an AsyncSession and "
     "raises MissingGreenlet as soon as one policy exists (`deepspace-lab policy list` crashes too)")
 
