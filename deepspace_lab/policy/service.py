@@ -212,9 +212,7 @@ async def list_policies(session: AsyncSession, *, org_id: str | None = None, kin
         query = query.where(Policy.kind == kind)
     if not history:
         query = query.where(Policy.ended_at.is_(None))
-    rows = (await session.execute(query)).scalars().all()
-    await session.rollback()
-    return [PolicyView.of(r) for r in rows]
+    return [PolicyView.of(r) for r in (await session.execute(query)).scalars().all()]
 
 
 EPOCH_SQL = "SELECT epoch FROM policy_epoch WHERE id = 1"

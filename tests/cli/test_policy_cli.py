@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from .conftest import MODEL, run_cli, run_json, sql
 
 
@@ -107,24 +105,12 @@ def test_set_replace_no_change_and_delete_each_audited_once(cli_env: dict[str, s
     assert stored[rule["id"]]["ended_at"] is None and stored[models["id"]]["ended_at"] is None
 
 
-class ListCrashed(Exception):
-    """``policy list`` died of the lazy load after rollback (see the xfail reason)."""
-
-
-LIST_BUG = ("deepspace_lab/policy/service.py, list_policies: session.rollback() comes first, which expires "
-            "the rows, before PolicyView.of(row) reads them: MissingGreenlet as soon as one policy exists, "
-            "so `deepspace-lab policy list` exits 1 with a traceback")
-
-
 def list_json(env: dict[str, str], *args: str) -> list[dict[str, Any]]:
     result = run_cli(["policy", "list", *args, "--json"], env)
-    if result.returncode != 0 and "MissingGreenlet" in result.stderr:
-        raise ListCrashed(result.stderr[-300:])
     assert result.returncode == 0, (args, result.stdout, result.stderr)
     return list(json.loads(result.stdout))
 
 
-@pytest.mark.xfail(strict=True, raises=ListCrashed, reason=LIST_BUG)
 def test_list_in_force_and_history(cli_env: dict[str, str]) -> None:
     org = init(cli_env)["org_id"]
     old = run_json(["policy", "set", "rate-limit", "--org", org, "--concurrency", "3"], cli_env)["policy"]

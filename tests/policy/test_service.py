@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from deepspace_lab.auth import create_api_key, create_org, create_project, create_user
@@ -172,12 +172,6 @@ def ids(views: list[PolicyView]) -> list[int]:
 # -- versions, history, epoch ------------------------------------------------------------------
 
 
-LIST_POLICIES_BUG = (
-    "list_policies (deepspace_lab/policy/service.py) calls session.rollback() before building the "
-    "views; rollback expires every loaded row, so PolicyView.of(row) lazy-loads on an AsyncSession and "
-    "raises MissingGreenlet as soon as one policy exists (`deepspace-lab policy list` crashes too)")
-
-
 def test_set_replace_no_op_delete_with_history_and_epoch(pol: Policies) -> None:
     org = pol.a.id
     assert pol.epoch() == 0 and pol.table() == [] and pol.listing(history=True) == []
@@ -251,7 +245,6 @@ def test_delete_by_org(pol: Policies) -> None:
     assert pol.in_force() == [rate_a.id]
 
 
-@pytest.mark.xfail(strict=True, raises=StatementError, reason=LIST_POLICIES_BUG)
 def test_list_policies_in_force_history_and_filters(pol: Policies) -> None:
     a, b = pol.a, pol.b
     glob, _ = pol.set(kind="ip_rule", scope="global", spec={"action": "deny"}, subject="203.0.113.0/24")
