@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,36 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 secret=True),
     SettingSpec("storage_url", str, None,
                 "Where files and artifacts go: a folder or an fsspec URL (s3://...). "
-                "Default: <data_dir>/storage. (Read by the file storage that comes with the Worker.)"),
+                "Default: <data_dir>/storage. S3 / MinIO: s3://bucket/prefix with the usual AWS_* variables "
+                "(AWS_ENDPOINT_URL for MinIO)."),
+    SettingSpec("storage_max_file_bytes", int, 50 * 1024 * 1024,
+                "Largest file a caller may upload (bytes); larger is refused with 413 `file_too_large`."),
+    SettingSpec("storage_content_types", str,
+                "text/plain,text/markdown,text/csv,application/json,application/pdf,application/x-ipynb+json,"
+                "image/png,image/jpeg,application/octet-stream",
+                "Comma-separated content types a caller may upload (`type/*` allows a family); others are "
+                "refused with 415 `unsupported_content_type`."),
+    SettingSpec("worker_backend", str, "auto",
+                "The Worker's queue (Huey): `sqlite` (a file in the data dir, one machine), `redis` "
+                "(DEEPSPACE_REDIS_URL, workers on many machines), `postgresql` (the database, many machines) or "
+                "`auto`: redis when DEEPSPACE_REDIS_URL is set, else postgresql with a PostgreSQL database, "
+                "else sqlite."),
+    SettingSpec("worker_queue", str, "deepspace",
+                "Name of the Worker's queue; gateways and workers that share it share jobs."),
+    SettingSpec("worker_threads", int, 2, "Jobs one `deepspace-lab worker` process runs at once."),
+    SettingSpec("job_max_attempts", int, 3,
+                "Times a job is tried (a failure or a lost worker counts) before it is `failed`."),
+    SettingSpec("job_lease_s", float, 60.0,
+                "Lease of a running job; its worker renews it, and a job whose lease lapsed (worker killed) "
+                "is queued again by the other workers."),
+    SettingSpec("retention_audit_days", int, 0,
+                "Audit rows older than this many days are deleted by the daily retention job (0: kept forever)."),
+    SettingSpec("retention_usage_days", int, 0,
+                "Usage records older than this many days are deleted (their roll-ups stay; 0: kept forever)."),
+    SettingSpec("retention_messages_days", int, 0,
+                "Conversation messages older than this many days are deleted (0: kept forever)."),
+    SettingSpec("retention_jobs_days", int, 0,
+                "Finished jobs and their events older than this many days are deleted (0: kept forever)."),
     SettingSpec("secret_key", str, None,
                 "Signs tokens and keys the API-key HMAC. Default: <data_dir>/secret_key, "
                 "made by `deepspace-lab init`. Required with PostgreSQL.", secret=True),
@@ -145,6 +175,17 @@ class Settings:
     upstream_base_url: str | None = None
     upstream_api_key: str | None = dataclasses.field(default=None, repr=False)
     storage_url: str
+    storage_max_file_bytes: int = 50 * 1024 * 1024
+    storage_content_types: str = ""
+    worker_backend: str = "auto"
+    worker_queue: str = "deepspace"
+    worker_threads: int = 2
+    job_max_attempts: int = 3
+    job_lease_s: float = 60.0
+    retention_audit_days: int = 0
+    retention_usage_days: int = 0
+    retention_messages_days: int = 0
+    retention_jobs_days: int = 0
     secret_key: str | None = dataclasses.field(default=None, repr=False)
     upstream_connect_timeout_s: float = 5.0
     upstream_timeout_s: float = 60.0
@@ -217,7 +258,17 @@ class Settings:
         for name in ("default_max_output_tokens", "hold_lease_s", "drain_timeout_s"):
             if values[name] <= 0:
                 raise ConfigError(f"DEEPSPACE_{name.upper()} must be more than 0", param=f"DEEPSPACE_{name.upper()}")
-        for name in ("max_concurrent_drains", "init_credit_micros"):
+        if values["worker_backend"] not in ("auto", "sqlite", "redis", "postgresql"):
+            raise ConfigError("DEEPSPACE_WORKER_BACKEND must be `auto`, `sqlite`, `redis` or `postgresql`",
+                              param="DEEPSPACE_WORKER_BACKEND")
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,60}", values["worker_queue"] or ""):
+            raise ConfigError("DEEPSPACE_WORKER_QUEUE must be 1-60 letters, digits or _",
+                              param="DEEPSPACE_WORKER_QUEUE")
+        for name in ("storage_max_file_bytes", "worker_threads", "job_max_attempts", "job_lease_s"):
+            if values[name] <= 0:
+                raise ConfigError(f"DEEPSPACE_{name.upper()} must be more than 0", param=f"DEEPSPACE_{name.upper()}")
+        for name in ("max_concurrent_drains", "init_credit_micros", "retention_audit_days", "retention_usage_days",
+                     "retention_messages_days", "retention_jobs_days"):
             if values[name] < 0:
                 raise ConfigError(f"DEEPSPACE_{name.upper()} must be 0 or more", param=f"DEEPSPACE_{name.upper()}")
         return cls(**values)
@@ -239,6 +290,19 @@ class Settings:
                 code="secret_key_missing",
             )
         return self.secret_key
+
+    @property
+    def queue_backend(self) -> str:
+        """The Worker's queue backend once ``auto`` is resolved: sqlite, redis or postgresql."""
+        if self.worker_backend != "auto":
+            return self.worker_backend
+        if self.redis_url:
+            return "redis"
+        return "sqlite" if self.is_sqlite else "postgresql"
+
+    @property
+    def allowed_content_types(self) -> tuple[str, ...]:
+        return tuple(t.strip().lower() for t in self.storage_content_types.split(",") if t.strip())
 
     @property
     def extension_steps(self) -> tuple[str, ...]:

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 from .audit.models import AuditLog
 from .auth.models import ApiKey, Org, OrgMember, Project, User
-from .billing.models import Budget, BudgetCounter, Hold, HoldBudgetCounter, Price, Transaction, UsageRecord, Wallet
+from .billing.models import (
+    Budget,
+    BudgetCounter,
+    Hold,
+    HoldBudgetCounter,
+    Price,
+    RollupMark,
+    Transaction,
+    UsageRecord,
+    UsageRollup,
+    Wallet,
+)
 from .catalog.models import CatalogModel
 from .conversations.models import Conversation, Message
 from .db.base import Base
+from .files.models import File
 from .idempotency.models import IdempotencyKey
+from .jobs.models import Job, JobEvent
 from .policy.models import Policy, PolicyEpoch
 
 metadata = Base.metadata
 
 __all__ = [
     "ApiKey", "AuditLog", "Budget", "BudgetCounter", "CatalogModel", "Conversation", "Hold", "HoldBudgetCounter",
-    "IdempotencyKey", "Message", "Org", "OrgMember", "Policy", "PolicyEpoch", "Price", "Project", "Transaction",
-    "UsageRecord", "User", "Wallet", "metadata",
+    "File", "IdempotencyKey", "Job", "JobEvent", "Message", "Org", "OrgMember", "Policy", "PolicyEpoch", "Price", "Project", "RollupMark", "Transaction",
+    "UsageRecord", "UsageRollup", "User", "Wallet", "metadata",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, Integer, String
+from sqlalchemy import JSON, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db.base import Base, BigIntPK, CreatedAt
@@ -15,6 +15,8 @@ from ..db.base import Base, BigIntPK, CreatedAt
 
 class AuditLog(CreatedAt, Base):
     __tablename__ = "audit_logs"
+    #: retention deletes by age, oldest first, in batches
+    __table_args__ = (Index("ix_audit_logs_created_at", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     trace_id: Mapped[str] = mapped_column(String(32), index=True)

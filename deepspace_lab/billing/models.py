@@ -154,6 +154,8 @@ class UsageRecord(CreatedAt, Base):
         # newest-first keyset paging of one org's usage; time windows and roll-ups
         Index("ix_usage_records_org_id_id", "org_id", "id"),
         Index("ix_usage_records_org_id_created_at", "org_id", "created_at"),
+        # roll-ups read one period of every org; retention deletes by age
+        Index("ix_usage_records_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -234,3 +236,42 @@ class HoldBudgetCounter(Base):
     hold_id: Mapped[str] = mapped_column(ForeignKey("holds.id"), primary_key=True)
     counter_id: Mapped[int] = mapped_column(ForeignKey("budget_counters.id", ondelete="CASCADE"),
                                             primary_key=True)
+
+
+ROLLUP_PERIODS = ("hour", "day")
+
+
+class UsageRollup(Base):
+    """Usage summed per period (a UTC hour or day), org, project and model. Built by the
+    Worker from ``usage_records`` (hours) and from the hours (days); a period is rebuilt by
+    replacing its rows, so building it twice changes nothing."""
+
+    __tablename__ = "usage_rollups"
+    __table_args__ = (
+        CheckConstraint(_one_of("period", ROLLUP_PERIODS), name="known_period"),
+        Index("ix_usage_rollups_org_id_period_period_start", "org_id", "period", "period_start"),
+        Index("ix_usage_rollups_period_period_start", "period", "period_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    period: Mapped[str] = mapped_column(String(8))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    org_id: Mapped[str] = mapped_column(String(40))
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    model: Mapped[str] = mapped_column(String(200))
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RollupMark(Base):
+    """How far roll-ups of a period kind are built: every period that starts before
+    ``rolled_until`` is done. A worker that was down catches up from here."""
+
+    __tablename__ = "rollup_marks"
+    __table_args__ = (CheckConstraint(_one_of("period", ROLLUP_PERIODS), name="known_period"),)
+
+    period: Mapped[str] = mapped_column(String(8), primary_key=True)
+    rolled_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db.base import Base, BigIntPK, CreatedAt
@@ -20,6 +20,8 @@ class Conversation(CreatedAt, Base):
 
 class Message(CreatedAt, Base):
     __tablename__ = "messages"
+    #: retention deletes by age, oldest first, in batches
+    __table_args__ = (Index("ix_messages_created_at", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), index=True)

@@ -1,0 +1,76 @@
+"""One worker on the embedded SQLite queue (the database on both backends): jobs run,
+report progress, retry, fail with their error; a duplicate message runs nothing twice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from deepspace_lab.db import make_sync_engine
+
+from ..helpers import count
+from .conftest import Jobs
+
+
+def started_events(settings: Any, job_id: str) -> int:
+    engine = make_sync_engine(settings.database_url)
+    try:
+        return count(engine, "job_events", job_id=job_id, event="started")
+    finally:
+        engine.dispose()
+
+
+def test_a_job_runs_to_done_with_its_progress_and_result(job_settings: Callable[..., Any],
+                                                          jobs_factory: Callable[..., Jobs],
+                                                          worker_factory: Callable[..., Any]) -> None:
+    settings = job_settings(worker_backend="sqlite")
+    jobs = jobs_factory(settings)
+    job = jobs.submit("sleep", seconds=1.5)
+    assert job.state == "queued" and job.attempts == 0
+    worker_factory(settings)
+    running = jobs.wait(job.id, "running")
+    assert running.worker and running.attempts == 1
+    seen = jobs.wait(job.id, "running", "done")
+    while seen.state == "running" and not seen.progress_done:
+        seen = jobs.wait(job.id, "running", "done")
+    done = jobs.wait(job.id, "done")
+    assert done.result == {"slept_s": 1.5} and done.progress_percent == 100.0 and done.last_error is None
+    assert 0 < seen.progress_done < 20 or seen.state == "done"
+    assert started_events(settings, job.id) == 1
+
+
+def test_a_failing_job_is_retried_then_succeeds(job_settings: Callable[..., Any], jobs_factory: Callable[..., Jobs],
+                                                worker_factory: Callable[..., Any]) -> None:
+    settings = job_settings(worker_backend="sqlite")
+    jobs = jobs_factory(settings)
+    worker_factory(settings)
+    job = jobs.submit("sleep", seconds=0, fail_times=1)
+    done = jobs.wait(job.id, "done")
+    assert done.attempts == 2 and started_events(settings, job.id) == 2
+
+
+def test_a_job_failing_every_attempt_ends_failed_with_its_error(job_settings: Callable[..., Any],
+                                                                jobs_factory: Callable[..., Jobs],
+                                                                worker_factory: Callable[..., Any]) -> None:
+    settings = job_settings(worker_backend="sqlite", job_max_attempts=2)
+    jobs = jobs_factory(settings)
+    worker_factory(settings)
+    job = jobs.submit("sleep", seconds=0, fail_times=5)
+    failed = jobs.wait(job.id, "failed")
+    assert failed.attempts == 2 and "failing attempt 2 on purpose" in (failed.last_error or "")
+
+
+def test_a_duplicate_message_does_not_run_a_job_twice(job_settings: Callable[..., Any],
+                                                      jobs_factory: Callable[..., Jobs],
+                                                      worker_factory: Callable[..., Any]) -> None:
+    settings = job_settings(worker_backend="sqlite")
+    jobs = jobs_factory(settings)
+    job = jobs.submit("noop")
+    for _ in range(3):
+        jobs.queue.enqueue(job.id)  # the same id three more times
+    worker_factory(settings)
+    jobs.wait(job.id, "done")
+    marker = jobs.submit("noop")  # queued after the duplicates: when it is done, they were consumed
+    jobs.wait(marker.id, "done")
+    assert jobs.queue.pending() == 0
+    assert jobs.get(job.id).attempts == 1 and started_events(settings, job.id) == 1
