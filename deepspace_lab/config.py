@@ -63,7 +63,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "Where files and artifacts go: a folder or an fsspec URL (s3://...). "
                 "Default: <data_dir>/storage. S3 / MinIO: s3://bucket/prefix with the usual AWS_* variables "
                 "(AWS_ENDPOINT_URL for MinIO)."),
-    SettingSpec("storage_max_file_bytes", int, 50 * 1024 * 1024,
+    SettingSpec("storage_max_file_bytes", int, 25 * 1024 * 1024,
                 "Largest file a caller may upload (bytes); larger is refused with 413 `file_too_large`."),
     SettingSpec("storage_content_types", str,
                 "text/plain,text/markdown,text/csv,application/json,application/pdf,application/x-ipynb+json,"
@@ -175,7 +175,7 @@ class Settings:
     upstream_base_url: str | None = None
     upstream_api_key: str | None = dataclasses.field(default=None, repr=False)
     storage_url: str
-    storage_max_file_bytes: int = 50 * 1024 * 1024
+    storage_max_file_bytes: int = 25 * 1024 * 1024
     storage_content_types: str = ""
     worker_backend: str = "auto"
     worker_queue: str = "deepspace"

@@ -21,11 +21,13 @@ from .config import Settings
 from .db import make_async_engine, make_sessionmaker
 from .db.migrate import head_revision
 from .errors import ServiceUnavailable
+from .jobs import JobQueue
 from .pipeline import Pipeline, PipelineServices
 from .policy.cache import PolicyCache
 from .policy.limiter import make_limiter
 from .policy.login import LoginLimiter
 from .policy.rules import parse_networks
+from .storage import Storage, open_storage
 from .upstream import UpstreamClient
 
 log = logging.getLogger("deepspace_lab.runtime")
@@ -44,6 +46,21 @@ class Runtime:
         self.limiter = make_limiter(settings.redis_url)
         self.login_limiter = LoginLimiter(self.limiter)
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
+        self._job_queue: JobQueue | None = None
+        self._storage: Storage | None = None
+
+    @property
+    def job_queue(self) -> JobQueue:
+        """Where this process enqueues jobs (made on first use: no connection before)."""
+        if self._job_queue is None:
+            self._job_queue = JobQueue(self.settings)
+        return self._job_queue
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = open_storage(self.settings.storage_url)
+        return self._storage
 
     @property
     def started(self) -> bool:
@@ -87,6 +104,8 @@ class Runtime:
 
     async def close(self) -> None:
         await self.audit.close()
+        if self._job_queue is not None:
+            self._job_queue.close()
         await self.limiter.close()
         if self._services is not None:
             self._services.upstream.close()

@@ -27,7 +27,7 @@ from .policy.models import Policy, PolicyEpoch
 metadata = Base.metadata
 
 __all__ = [
-    "ApiKey", "AuditLog", "Budget", "BudgetCounter", "CatalogModel", "Conversation", "Hold", "HoldBudgetCounter",
-    "File", "IdempotencyKey", "Job", "JobEvent", "Message", "Org", "OrgMember", "Policy", "PolicyEpoch", "Price", "Project", "RollupMark", "Transaction",
-    "UsageRecord", "UsageRollup", "User", "Wallet", "metadata",
+    "ApiKey", "AuditLog", "Budget", "BudgetCounter", "CatalogModel", "Conversation", "File", "Hold",
+    "HoldBudgetCounter", "IdempotencyKey", "Job", "JobEvent", "Message", "Org", "OrgMember", "Policy", "PolicyEpoch",
+    "Price", "Project", "RollupMark", "Transaction", "UsageRecord", "UsageRollup", "User", "Wallet", "metadata",
 ]

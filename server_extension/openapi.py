@@ -138,6 +138,37 @@ SCHEMAS: dict[str, Any] = {
                        ["id", "object", "request_id", "model", "cost_micros", "created_at"], extra=True),
     "UsagePage": obj({"object": {"const": "list"}, "data": {"type": "array", "items": ref("UsageRecord")},
                       "has_more": {"type": "boolean"}, "next_cursor": NSTR}, ["object", "data", "has_more"]),
+    "Job": obj({"id": STR, "object": {"const": "job"}, "kind": STR, "project_id": NSTR, "created_by": NSTR,
+                "state": {"enum": ["queued", "running", "done", "failed"]}, "params": {"type": "object"},
+                "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"}, "last_error": NSTR,
+                "progress": obj({"done": {"type": "integer"}, "total": {"type": ["integer", "null"]},
+                                 "percent": {"type": ["number", "null"]}}, ["done", "total", "percent"]),
+                "result": {"type": ["object", "null"]}, "trace_id": STR, "created_at": TIME, "started_at": NTIME,
+                "finished_at": NTIME, "updated_at": NTIME},
+               ["id", "object", "kind", "state", "attempts", "progress", "trace_id", "created_at"]),
+    "JobList": obj({"object": {"const": "list"}, "data": {"type": "array", "items": ref("Job")},
+                    "next_cursor": NSTR}, ["object", "data", "next_cursor"]),
+    "NewExport": obj({"dataset": {"enum": ["conversations", "usage", "transactions"]},
+                      "format": {"enum": ["csv", "json", "md"]},
+                      "since": {**TIME, "description": "inclusive"}, "until": {**TIME, "description": "exclusive"},
+                      "project_id": {**ID, "description": "one project of your org (not for transactions)"}},
+                     ["dataset"]),
+    "NewStatement": obj({"month": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}}, ["month"]),
+    "UsageSummary": obj({"object": {"const": "usage_summary"}, "group_by": {"enum": ["day", "project", "model"]},
+                         "since": TIME, "until": TIME, "rolled_until": {
+                             **NTIME, "description": "usage before this time is in the roll-ups; later hours are "
+                                                     "not summed yet"},
+                         "data": {"type": "array", "items": obj({
+                             "key": NSTR, "requests": {"type": "integer"}, "prompt_tokens": {"type": "integer"},
+                             "completion_tokens": {"type": "integer"}, "cost_micros": {"type": "integer"}},
+                             ["key", "requests", "prompt_tokens", "completion_tokens", "cost_micros"])}},
+                        ["object", "group_by", "since", "until", "data"]),
+    "File": obj({"id": STR, "object": {"const": "file"}, "project_id": NSTR, "name": STR, "content_type": STR,
+                 "size_bytes": {"type": "integer"}, "sha256": STR,
+                 "kind": {"enum": ["upload", "export", "statement", "artifact"]}, "job_id": NSTR,
+                 "created_at": TIME}, ["id", "object", "name", "content_type", "size_bytes", "kind", "created_at"]),
+    "FileList": obj({"object": {"const": "list"}, "data": {"type": "array", "items": ref("File")},
+                     "next_cursor": NSTR}, ["object", "data", "next_cursor"]),
     "Health": obj({"status": STR, "version": STR, "upstream": {"enum": ["simulated", "configured"]}},
                   ["status", "version", "upstream"]),
     "Ready": obj({"status": {"enum": ["ready", "not_ready"]}, "checks": {"type": "object"},
@@ -150,11 +181,14 @@ ERRORS = {code: {"description": text, "content": {"application/json": {"schema":
                              ("403", "not allowed (also `ip_denied`: an IP rule refuses your address; "
                                      "`model_not_allowed`: the model policy)"),
                              ("404", "not found (also: another tenant's id)"),
-                             ("409", "conflict"), ("422", "unprocessable"),
+                             ("409", "conflict"),
+                             ("413", "too large (`file_too_large`: over DEEPSPACE_STORAGE_MAX_FILE_BYTES)"),
+                             ("415", "content type not accepted (`unsupported_content_type`)"),
+                             ("422", "unprocessable"),
                              ("429", "a rate limit reached (`rate_limited`), or a budget cap (`budget_exceeded`); "
                                      "`Retry-After` says when to retry"),
                              ("502", "upstream failed"),
-                             ("503", "not ready, the upstream account is out of quota (`upstream_quota_exhausted`), or "
+                             ("503", "storage cannot be reached (`storage_unavailable`), not ready, the upstream account is out of quota (`upstream_quota_exhausted`), or "
                                      "rate limits cannot be checked (`rate_limiter_unavailable`)"),
                              ("504", "upstream timed out"))}
 
@@ -255,6 +289,45 @@ PATHS: dict[str, dict[str, Any]] = {
                                            params=PAGING)},
     f"{A}/usage": {"get": op("Your org's usage records (one per billed request), newest first", "200", "UsagePage",
                              params=PAGING + USAGE_FILTERS)},
+    f"{A}/usage/summary": {"get": op(
+        "Your org's usage from the hourly roll-ups, by UTC day, project or model", "200", "UsageSummary", params=[
+            {"name": "group_by", "in": "query", "required": False, "schema": {"enum": ["day", "project", "model"]},
+             "description": "default day"},
+            {"name": "since", "in": "query", "required": False, "schema": TIME,
+             "description": "inclusive; default 30 days before `until`"},
+            {"name": "until", "in": "query", "required": False, "schema": TIME,
+             "description": "exclusive; default now"}])},
+    f"{A}/jobs": {"get": op("Your org's Worker jobs, newest first", "200", "JobList", params=PAGING + [
+        {"name": "state", "in": "query", "required": False,
+         "schema": {"enum": ["queued", "running", "done", "failed"]}},
+        {"name": "kind", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64}},
+        {"name": "project_id", "in": "query", "required": False, "schema": ID}])},
+    f"{A}/jobs/{{job_id}}": {"get": op("A job: state, attempts, last error, progress, result", "200", "Job",
+                                       errors=("404",), params=[path_id("job_id")])},
+    f"{A}/exports": {"post": op("Export conversations, usage or transactions as CSV, JSON or Markdown (a job; its "
+                                "result names the file to download)", "202", "Job", body="NewExport",
+                                errors=("404", "503"))},
+    f"{A}/statements": {"post": op("Your org's monthly statement as Markdown and CSV (a job)", "202", "Job",
+                                   body="NewStatement", errors=("503",))},
+    f"{A}/files": {
+        "get": op("Your org's files and artifacts, newest first", "200", "FileList", params=PAGING + [
+            {"name": "project_id", "in": "query", "required": False, "schema": ID},
+            {"name": "kind", "in": "query", "required": False,
+             "schema": {"enum": ["upload", "export", "statement", "artifact"]}}]),
+        "post": {**op("Upload a file into your project: the raw body, its Content-Type", "201", "File",
+                      errors=("413", "415", "503"),
+                      params=[{"name": "name", "in": "query", "required": True,
+                               "schema": {"type": "string", "minLength": 1, "maxLength": 255}}]),
+                 "requestBody": {"required": True, "content": {"*/*": {"schema": {"type": "string",
+                                                                                  "format": "binary"}}}}}},
+    f"{A}/files/{{file_id}}": {
+        "get": op("A file's description", "200", "File", errors=("404",), params=[path_id("file_id")]),
+        "delete": op("Delete a file", "204", None, errors=("404", "503"), params=[path_id("file_id")])},
+    f"{A}/files/{{file_id}}/content": {"get": {
+        **op("Download a file (as an attachment)", "200", None, errors=("404", "503"), params=[path_id("file_id")]),
+        "responses": {**op("", "200", None, errors=("404", "503"), params=[path_id("file_id")])["responses"],
+                      "200": {"description": "the file's bytes, with its content type",
+                              "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}}}},
     f"{A}/conversations": {
         "get": op("Conversations of your project, newest first", "200", "ConversationList", params=PAGING),
         "post": op("Create a conversation", "201", "Conversation", body="NewConversation", body_required=False)},

@@ -11,17 +11,19 @@ from deepspace_lab.runtime import Runtime
 from . import (
     billing_handlers,
     conversation_handlers,
+    file_handlers,
     handlers,
     identity_handlers,
     jupyter_handlers,
     openapi,
     policy_handlers,
+    worker_handlers,
 )
 from .base import DeepSpaceHandler
 
 #: Modules with ``default_handlers(runtime)``, mounted in this order.
 ROUTE_MODULES = (handlers, conversation_handlers, identity_handlers, billing_handlers, policy_handlers,
-                 jupyter_handlers, openapi)
+                 worker_handlers, file_handlers, jupyter_handlers, openapi)
 
 
 class UnknownRouteHandler(DeepSpaceHandler):

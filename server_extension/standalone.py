@@ -34,7 +34,7 @@ def make_gateway_app(runtime: Runtime) -> tornado.web.Application:
 def make_gateway_server(runtime: Runtime) -> HTTPServer:
     # Bodies over the gateway's own limit are refused by the pipeline with a clear, audited
     # 400; tornado's cap (which just drops the connection) only stops absurd uploads.
-    limit = max(runtime.settings.max_body_bytes * 4, 16 << 20)
+    limit = max(runtime.settings.max_body_bytes * 4, runtime.settings.storage_max_file_bytes + (1 << 20), 16 << 20)
     return HTTPServer(make_gateway_app(runtime), max_body_size=limit)
 
 

@@ -14,6 +14,10 @@ Platform admins are a flag on the user, for the Admin API.
 | conversations.write   |        |   ✓    |   ✓   |   ✓   | chat        |
 | knowledge             |        |   ✓    |   ✓   |   ✓   | knowledge   |
 | workflows             |        |   ✓    |   ✓   |   ✓   | workflows   |
+| jobs.read             |   ✓    |   ✓    |   ✓   |   ✓   | workflows   |
+| files.read            |   ✓    |   ✓    |   ✓   |   ✓   | workflows   |
+| files.write           |        |   ✓    |   ✓   |   ✓   | workflows   |
+| exports.create        |        |   ✓    |   ✓   |   ✓   | workflows   |
 | account.read          |   ✓    |   ✓    |   ✓   |   ✓   | account     |
 | keys.own              |        |   ✓    |   ✓   |   ✓   | account     |
 | keys.manage           |        |        |   ✓   |   ✓   | account     |
@@ -24,7 +28,9 @@ Platform admins are a flag on the user, for the Admin API.
 | admin.write           | platform admins only                  | admin       |
 
 ``account.read`` covers me, orgs, projects and members lists; ``billing.read`` the org's wallet,
-ledger entries and usage records (a key that may spend may see the balance). Only an owner may make or
+ledger entries and usage records (a key that may spend may see the balance); ``jobs.read`` the
+org's Worker jobs; ``files.*`` its files and artifacts; ``exports.create`` starting exports
+and statements (the download needs ``files.read``). Only an owner may make or
 unmake an owner; the last owner cannot leave or be demoted.
 """
 
@@ -48,6 +54,10 @@ MATRIX: dict[str, tuple[str, str]] = {
     "conversations.write": ("member", "chat"),
     "knowledge": ("member", "knowledge"),
     "workflows": ("member", "workflows"),
+    "jobs.read": ("viewer", "workflows"),
+    "files.read": ("viewer", "workflows"),
+    "files.write": ("member", "workflows"),
+    "exports.create": ("member", "workflows"),
     "account.read": ("viewer", "account"),
     "keys.own": ("member", "account"),
     "keys.manage": ("admin", "account"),

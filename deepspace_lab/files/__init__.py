@@ -7,7 +7,8 @@ Uploads are bounded by ``DEEPSPACE_STORAGE_MAX_FILE_BYTES`` and
 """
 
 from .errors import FileNotFoundInOrgError, FileTooLargeError, InvalidFileNameError, UnsupportedContentTypeError
-from .service import FilePage, FileView, delete_file, get_file, list_files, read_file, store_file
+from .service import FilePage, FileView, delete_file, get_file, list_files, read_file, store_file, store_local_file
 
 __all__ = ["FileNotFoundInOrgError", "FilePage", "FileTooLargeError", "FileView", "InvalidFileNameError",
-           "UnsupportedContentTypeError", "delete_file", "get_file", "list_files", "read_file", "store_file"]
+           "UnsupportedContentTypeError", "delete_file", "get_file", "list_files", "read_file", "store_file",
+           "store_local_file"]

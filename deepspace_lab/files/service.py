@@ -99,6 +99,25 @@ async def store_file(engine: AsyncEngine, storage: Storage, *, org_id: str, proj
     return FileView(**values)
 
 
+async def store_local_file(engine: AsyncEngine, storage: Storage, *, org_id: str, project_id: str | None,
+                           name: str, content_type: str, local_path: str, size_bytes: int, sha256: str,
+                           kind: str, created_by: str | None = None, job_id: str | None = None,
+                           trace_id: str | None = None) -> FileView:
+    """Record a file the Worker wrote to a local temporary file (an export), copying it to
+    storage first; no upload limits apply."""
+    assert kind in FILE_KINDS
+    file_id = new_id("file")
+    key = storage_key(org_id, project_id, file_id)
+    await asyncio.to_thread(storage.put_file, key, local_path)
+    values = {"id": file_id, "org_id": org_id, "project_id": project_id, "name": check_name(name),
+              "content_type": content_type, "size_bytes": size_bytes, "sha256": sha256, "kind": kind,
+              "storage_key": key, "created_by": created_by, "job_id": job_id, "trace_id": trace_id,
+              "created_at": utcnow()}
+    async with engine.begin() as conn:
+        await conn.execute(insert(F).values(**values))
+    return FileView(**values)
+
+
 async def get_file(session: AsyncSession, *, org_id: str, file_id: str) -> FileView:
     row = (await session.execute(select(*_COLUMNS).where(F.c.id == file_id, F.c.org_id == org_id))).first()
     if row is None:

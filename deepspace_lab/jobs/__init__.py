@@ -17,6 +17,7 @@ Design overview
   mark), reconciliation, retention (:mod:`.retention`).
 """
 
+from . import exports, statements  # noqa: F401  (registers the export and statement kinds)
 from .errors import JobNotFoundError, JobParamsError, UnknownJobKindError
 from .kinds import KINDS, JobKind
 from .queue import JobQueue, make_huey

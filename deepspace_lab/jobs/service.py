@@ -205,8 +205,8 @@ async def requeue_lapsed(engine: AsyncEngine, *, now: datetime | None = None,
                                    .limit(limit))).all()
     for (job_id,) in rows:
         async with engine.begin() as conn:
-            row = (await conn.execute(select(J.c.org_id, J.c.attempts, J.c.max_attempts, J.c.worker, J.c.lease_expires_at)
-                                      .where(J.c.id == job_id, J.c.state == "running",
+            row = (await conn.execute(select(J.c.org_id, J.c.attempts, J.c.max_attempts, J.c.worker,
+                                             J.c.lease_expires_at).where(J.c.id == job_id, J.c.state == "running",
                                              J.c.lease_expires_at < at))).first()
             if row is None:
                 continue

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import fsspec
@@ -66,14 +64,12 @@ class Storage:
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         self._call("write", self.fs.pipe_file, path, data)
 
-    @contextmanager
-    def writer(self, key: str) -> Iterator[IO[bytes]]:
-        """A binary file to write ``key`` in pieces (an export of many rows)."""
+    def put_file(self, key: str, local_path: str) -> None:
+        """Copy a local file to ``key`` (an export written to a temporary file first)."""
         path = self.path(key)
         if self.scheme == "file":
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with self._call("write", self.fs.open, path, "wb") as handle:
-            yield handle
+        self._call("write", self.fs.put_file, local_path, path)
 
     def get(self, key: str) -> bytes:
         data: bytes = self._call("read", self.fs.cat_file, self.path(key))

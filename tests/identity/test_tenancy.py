@@ -178,6 +178,84 @@ def limits_are_own(world: World) -> None:
     assert theirs["rate_limits"] == [] and theirs["allowed_models"] is None
 
 
+def _a_file(world: World) -> str:
+    response = world.call("POST", "/files", key=world.a.people["owner"].key, params={"name": "secret.txt"},
+                          content=b"org a only", headers={"Content-Type": "text/plain"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def _a_job(world: World) -> str:
+    response = world.call("POST", "/exports", key=world.a.people["owner"].key, json={"dataset": "usage"})
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def jobs_list_only_own(world: World) -> None:
+    job = _a_job(world)
+    assert world.call("GET", "/jobs", key=_b(world)).json()["data"] == []
+    assert [j["id"] for j in world.call("GET", "/jobs", key=world.a.people["viewer"].key).json()["data"]] == [job]
+
+
+def job_foreign(world: World) -> None:
+    job = _a_job(world)
+    assert world.call("GET", f"/jobs/{job}", key=_b(world)).status_code == 404
+    assert world.call("GET", f"/jobs/{job}", key=world.a.people["viewer"].key).json()["id"] == job
+
+
+def export_cannot_target_foreign_project(world: World) -> None:
+    response = world.call("POST", "/exports", key=_b(world), json={"dataset": "usage",
+                                                                    "project_id": world.a.project_id})
+    assert response.status_code == 404
+    mine = world.call("POST", "/exports", key=_b(world), json={"dataset": "usage"}).json()
+    assert world.call("GET", f"/jobs/{mine['id']}", key=world.a.people["owner"].key).status_code == 404
+    assert mine["project_id"] == world.b.project_id
+
+
+def statement_lands_in_own_org(world: World) -> None:
+    job = world.call("POST", "/statements", key=_b(world), json={"month": "2026-11"}).json()
+    assert world.call("GET", f"/jobs/{job['id']}", key=_b(world)).json()["kind"] == "statement"
+    assert world.call("GET", f"/jobs/{job['id']}", key=world.a.people["owner"].key).status_code == 404
+
+
+def usage_summary_is_own(world: World) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from deepspace_lab.billing.models import UsageRollup
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    with Session(world.gw.db) as session:
+        session.add(UsageRollup(period="hour", period_start=hour, org_id=world.a.id, project_id=world.a.project_id,
+                                model=MODEL, requests=3, prompt_tokens=30, completion_tokens=9, cost_micros=77))
+        session.commit()
+    theirs = world.call("GET", "/usage/summary", key=_b(world), params={"group_by": "model"}).json()
+    assert theirs["data"] == []
+    mine = world.call("GET", "/usage/summary", key=world.a.people["viewer"].key, params={"group_by": "model"}).json()
+    assert [(r["key"], r["cost_micros"]) for r in mine["data"]] == [(MODEL, 77)]
+
+
+def file_upload_lands_in_own_org(world: World) -> None:
+    mine = world.call("POST", "/files", key=_b(world), params={"name": "b.txt"}, content=b"b",
+                      headers={"Content-Type": "text/plain"}).json()
+    assert mine["project_id"] == world.b.project_id
+    assert world.call("GET", "/files", key=world.a.people["owner"].key).json()["data"] == []
+
+
+def files_list_only_own(world: World) -> None:
+    _a_file(world)
+    assert world.call("GET", "/files", key=_b(world)).json()["data"] == []
+    assert world.call("GET", "/files", key=_b(world), params={"project_id": world.a.project_id}).json()["data"] == []
+
+
+def file_foreign(world: World) -> None:
+    file_id = _a_file(world)
+    b = _b(world)
+    assert world.call("GET", f"/files/{file_id}", key=b).status_code == 404
+    assert world.call("GET", f"/files/{file_id}/content", key=b).status_code == 404
+    assert world.call("DELETE", f"/files/{file_id}", key=b).status_code == 404
+    assert world.call("GET", f"/files/{file_id}/content", key=world.a.people["viewer"].key).content == b"org a only"
+
+
 A = "/deepspace/api"
 CASES: dict[tuple[str, str], Callable[[World], None]] = {
     ("/deepspace/v1/chat/completions", "post"): chat_with_foreign_conversation,
@@ -198,6 +276,16 @@ CASES: dict[tuple[str, str], Callable[[World], None]] = {
     (f"{A}/limits", "get"): limits_are_own,
     (f"{A}/wallet/transactions", "get"): transactions_are_own,
     (f"{A}/usage", "get"): usage_is_own,
+    (f"{A}/jobs", "get"): jobs_list_only_own,
+    (f"{A}/jobs/{{job_id}}", "get"): job_foreign,
+    (f"{A}/exports", "post"): export_cannot_target_foreign_project,
+    (f"{A}/statements", "post"): statement_lands_in_own_org,
+    (f"{A}/usage/summary", "get"): usage_summary_is_own,
+    (f"{A}/files", "post"): file_upload_lands_in_own_org,
+    (f"{A}/files", "get"): files_list_only_own,
+    (f"{A}/files/{{file_id}}", "get"): file_foreign,
+    (f"{A}/files/{{file_id}}", "delete"): file_foreign,
+    (f"{A}/files/{{file_id}}/content", "get"): file_foreign,
     (f"{A}/conversations", "get"): conversations_list_only_own,
     (f"{A}/conversations", "post"): conversation_create_lands_in_own_project,
     (f"{A}/conversations/{{conversation_id}}", "get"): conversation_foreign,
