@@ -188,8 +188,9 @@ ERRORS = {code: {"description": text, "content": {"application/json": {"schema":
                              ("429", "a rate limit reached (`rate_limited`), or a budget cap (`budget_exceeded`); "
                                      "`Retry-After` says when to retry"),
                              ("502", "upstream failed"),
-                             ("503", "storage cannot be reached (`storage_unavailable`), not ready, the upstream account is out of quota (`upstream_quota_exhausted`), or "
-                                     "rate limits cannot be checked (`rate_limiter_unavailable`)"),
+                             ("503", "storage cannot be reached (`storage_unavailable`), not ready, the upstream "
+                                     "account is out of quota (`upstream_quota_exhausted`), or rate limits cannot be "
+                                     "checked (`rate_limiter_unavailable`)"),
                              ("504", "upstream timed out"))}
 
 

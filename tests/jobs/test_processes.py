@@ -13,7 +13,7 @@ import pytest
 
 from deepspace_lab.db.migrate import upgrade
 
-from ..cli.conftest import CLI, Processes, clean_environ, spawn, sql  # noqa: F401  (spawn is a fixture)
+from ..cli.conftest import CLI, Processes, clean_environ, sql
 from ..conftest import make_settings
 from ..helpers import TEST_SECRET
 from .conftest import Jobs, queue_name
