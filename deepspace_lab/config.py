@@ -51,8 +51,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "SQLAlchemy URL. Default: sqlite:///<data_dir>/deepspace.db. "
                 "For PostgreSQL use postgresql://user@host/db (psycopg 3).", secret=True),
     SettingSpec("redis_url", str, None,
-                "redis://host:port/db for limits shared across processes. "
-                "Unset: in-process limits (one gateway process).", secret=True),
+                "redis://host:port/db for limits shared across processes, and the Worker's queue. "
+                "Unset: in-process limits (one gateway process) and the Worker on SQLite.", secret=True),
     SettingSpec("upstream_base_url", str, None,
                 "OpenAI-compatible upstream base URL ending in /v1 (NewAPI or any other). "
                 "Unset: the built-in simulated upstream, started inside the gateway."),

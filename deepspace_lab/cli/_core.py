@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import subprocess
 import sys
 from typing import Any
 
@@ -99,8 +101,28 @@ def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
             *args.jupyter_args]
     if args.no_browser:
         argv.append("--no-browser")
-    LabApp.launch_instance(argv=argv)
+    # DESIGN §12.9: the embedded default runs a Worker too (a child process on the same
+    # settings), so scheduled roll-ups and exports work with no extra setup.
+    worker = None if args.no_worker else subprocess.Popen(
+        [sys.executable, "-m", "deepspace_lab.cli", "worker"], stdin=subprocess.DEVNULL)
+    try:
+        LabApp.launch_instance(argv=argv)
+    finally:
+        if worker is not None:
+            stop_child(worker)
     return 0
+
+
+def stop_child(proc: subprocess.Popen[bytes], *, timeout_s: float = 15) -> None:
+    """SIGINT (a worker finishes the jobs in hand), then SIGKILL if it does not stop in time
+    (its jobs then run again elsewhere once their lease lapses)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def _run_models(args: argparse.Namespace, settings: Settings) -> int:
@@ -148,6 +170,7 @@ def register(sub: Any) -> None:
     p.add_argument("--no-browser", action="store_true")
     p.add_argument("--email", default="admin@localhost")
     p.add_argument("--password")
+    p.add_argument("--no-worker", action="store_true", help="do not start a Worker beside JupyterLab")
     p.add_argument("jupyter_args", nargs="*", help="passed on to JupyterLab (e.g. --ServerApp.token=...)")
     p.set_defaults(func=cmd_lab)
 

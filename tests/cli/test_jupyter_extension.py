@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from openai import OpenAI
 
 from deepspace_lab.simulator import SIMULATED_MODELS
 
-from .conftest import CLI, HELLO, JUPYTER, MODEL, Proc, Processes, clean_environ, free_port, run_json
+from .conftest import CLI, HELLO, JUPYTER, MODEL, Proc, Processes, clean_environ, free_port, run_json, sql
 
 pytestmark = pytest.mark.slow
 
@@ -204,7 +205,20 @@ def test_deepspace_lab_lab_first_run(spawn: Processes, tmp_path: Path) -> None:
         sdk(root + "/deepspace/v1", "LABTOKEN").models.list()
     lab = httpx.get(root + "/lab", headers={"Authorization": "token LABTOKEN"})
     assert lab.status_code == 200 and "JupyterLab" in lab.text
+
+    # `lab` also runs a Worker (DESIGN §12.9): an export job gets done, and the worker stops with lab
+    auth = {"Authorization": f"Bearer {key.group(1)}"}
+    job = httpx.post(root + "/deepspace/api/exports", headers=auth, json={"dataset": "usage"}).json()
+    deadline = time.monotonic() + 60
+    while job["state"] != "done":
+        assert job["state"] != "failed" and time.monotonic() < deadline, job
+        time.sleep(0.1)
+        job = httpx.get(root + f"/deepspace/api/jobs/{job['id']}", headers=auth).json()
+    db_url = f"sqlite:///{tmp_path / 'data' / 'deepspace.db'}"
+    worker_pid = int(sql(db_url, "SELECT worker FROM jobs")[0]["worker"].rsplit(":")[1])
     assert proc.stop(signal.SIGTERM) == 0, proc.describe()
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker_pid, 0)
 
 
 def test_deepspace_lab_lab_forwards_jupyter_options(spawn: Processes, tmp_path: Path) -> None:
