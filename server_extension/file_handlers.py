@@ -16,6 +16,7 @@ from deepspace_lab.runtime import Runtime
 
 from .api import ApiHandler, principal_of, query_params
 from .base import DeepSpaceHandler
+from .worker_handlers import check_id
 
 API = "/deepspace/api"
 ID = r"([A-Za-z0-9_]{1,40})"
@@ -49,7 +50,8 @@ class FilesHandler(ApiHandler):
             arg = query_params(self, allowed=("project_id", "kind", "cursor", "limit")).get
             if arg("kind") is not None and arg("kind") not in FILE_KINDS:
                 raise InvalidRequest(f"`kind` must be one of {list(FILE_KINDS)}", code="invalid_value", param="kind")
-            page = await list_files(session, org_id=principal_of(ctx).org_id, project_id=arg("project_id"),
+            page = await list_files(session, org_id=principal_of(ctx).org_id,
+                                    project_id=check_id(arg("project_id"), "project_id"),
                                     kind=arg("kind"), limit=arg("limit"), cursor=arg("cursor") or None)
             return 200, {"object": "list", "data": [f.to_dict() for f in page.files], "next_cursor": page.next_cursor}
 

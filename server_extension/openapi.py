@@ -301,7 +301,8 @@ PATHS: dict[str, dict[str, Any]] = {
     f"{A}/jobs": {"get": op("Your org's Worker jobs, newest first", "200", "JobList", params=PAGING + [
         {"name": "state", "in": "query", "required": False,
          "schema": {"enum": ["queued", "running", "done", "failed"]}},
-        {"name": "kind", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64}},
+        {"name": "kind", "in": "query", "required": False,
+         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"}},
         {"name": "project_id", "in": "query", "required": False, "schema": ID}])},
     f"{A}/jobs/{{job_id}}": {"get": op("A job: state, attempts, last error, progress, result", "200", "Job",
                                        errors=("404",), params=[path_id("job_id")])},

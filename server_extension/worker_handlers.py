@@ -3,6 +3,7 @@ and the usage summary over the roll-ups. Thin: the org comes from the credential
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from deepspace_lab.auth.models import Project
 from deepspace_lab.billing import parse_time
 from deepspace_lab.billing.rollups import rollup_marks, usage_summary
 from deepspace_lab.db.base import utcnow
-from deepspace_lab.errors import NotFound
+from deepspace_lab.errors import InvalidRequest, NotFound
 from deepspace_lab.jobs import get_job, list_jobs, submit_job
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
@@ -25,6 +26,14 @@ ID = r"([A-Za-z0-9_]{1,40})"
 SUMMARY_DEFAULT_DAYS = 30
 
 
+def check_id(value: str | None, param: str) -> str | None:
+    """A query parameter that names an id: absent, or letters, digits and _ (1-40)."""
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,40}", value):
+        raise InvalidRequest(f"`{param}` is not an id (letters, digits and _, at most 40)", code="invalid_id",
+                             param=param)
+    return value
+
+
 def _created_by(ctx: RequestContext) -> str:
     p = principal_of(ctx)
     return f"key:{p.api_key_id}" if p.api_key_id else f"user:{p.user_id}"
@@ -34,8 +43,12 @@ class JobsHandler(ApiHandler):
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
             arg = query_params(self, allowed=("state", "kind", "project_id", "cursor", "limit")).get
-            page = await list_jobs(session, org_id=principal_of(ctx).org_id, state=arg("state"), kind=arg("kind"),
-                                   project_id=arg("project_id"), limit=arg("limit"), cursor=arg("cursor") or None)
+            kind = arg("kind")
+            if kind is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", kind):
+                raise InvalidRequest("`kind` is a job kind such as `export`", code="invalid_value", param="kind")
+            page = await list_jobs(session, org_id=principal_of(ctx).org_id, state=arg("state"), kind=kind,
+                                   project_id=check_id(arg("project_id"), "project_id"), limit=arg("limit"),
+                                   cursor=arg("cursor") or None)
             return 200, {"object": "list", "data": [j.to_dict() for j in page.jobs], "next_cursor": page.next_cursor}
 
         await self.api(action="jobs.read", kind="api.job.list", work=work)
@@ -89,10 +102,11 @@ class UsageSummaryHandler(ApiHandler):
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
             arg = query_params(self, allowed=("group_by", "since", "until")).get
-            until = parse_time(arg("until"), param="until") if arg("until") else utcnow()
-            since = (parse_time(arg("since"), param="since") if arg("since")
+            raw_until, raw_since = arg("until"), arg("since")
+            until = parse_time(raw_until, param="until") if raw_until is not None else utcnow()
+            since = (parse_time(raw_since, param="since") if raw_since is not None
                      else until - timedelta(days=SUMMARY_DEFAULT_DAYS))
-            group_by = arg("group_by") or "day"
+            group_by = arg("group_by", "day")
             data = await usage_summary(session, org_id=principal_of(ctx).org_id, group_by=group_by, since=since,
                                        until=until)
             marks = await rollup_marks(session)

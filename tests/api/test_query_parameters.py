@@ -10,7 +10,7 @@ import pytest
 
 from deepspace_lab.server_extension.openapi import openapi_document
 
-from ..helpers import Gateway
+from ..helpers import Gateway, make_tenant
 
 
 def _query_routes() -> list[tuple[str, str]]:
@@ -24,6 +24,15 @@ def _query_routes() -> list[tuple[str, str]]:
 
 
 ROUTES = _query_routes()
+
+
+@pytest.fixture
+def gateway(gateway_factory: Any) -> Gateway:
+    """A gateway whose tenant's key has every non-admin scope (jobs and files need ``workflows``)."""
+    gw = gateway_factory()
+    gw.tenant = make_tenant(gw.settings, email="every-scope@example.org",
+                            scopes=("chat", "knowledge", "workflows", "account"))
+    return gw
 
 
 def test_the_list_routes_are_all_found() -> None:
