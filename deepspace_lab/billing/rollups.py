@@ -146,7 +146,7 @@ async def roll_up_due(engine: AsyncEngine, *, now: datetime | None = None, settl
     at = (now or utcnow()) - timedelta(seconds=settle_s)
     report = RollupReport()
     await _catch_up(engine, "hour", floor_period(at, "hour"), report)
-    hours_done = datetime.fromisoformat(report.rolled_until["hour"])
+    hours_done = datetime.fromisoformat(str(report.rolled_until["hour"]))
     await _catch_up(engine, "day", floor_period(hours_done, "day"), report)
     return report
 

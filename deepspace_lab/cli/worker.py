@@ -38,11 +38,12 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> int:
                 finally:
                     queue.close()
                 return job.to_dict()
-            job = await get_any_job(engine, args.job_id)
-            if job is None:
+            found = await get_any_job(engine, args.job_id)
+            if found is None:
                 from ..jobs import JobNotFoundError
 
                 raise JobNotFoundError(f"no job {args.job_id!r}")
+            job = found
             events = [{"event": e["event"], "attempt": e["attempt"], "worker": e["worker"], "message": e["message"],
                        "at": e["created_at"].isoformat()} for e in await job_events(engine, args.job_id)]
             return {**job.to_dict(), "org_id": job.org_id, "worker": job.worker, "events": events}

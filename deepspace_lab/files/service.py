@@ -90,7 +90,7 @@ async def store_file(engine: AsyncEngine, storage: Storage, *, org_id: str, proj
     file_id = new_id("file")
     key = storage_key(org_id, project_id, file_id)
     await asyncio.to_thread(storage.put, key, data)
-    values = {"id": file_id, "org_id": org_id, "project_id": project_id, "name": name,
+    values: dict[str, Any] = {"id": file_id, "org_id": org_id, "project_id": project_id, "name": name,
               "content_type": content_type, "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
               "kind": kind, "storage_key": key, "created_by": created_by, "job_id": job_id, "trace_id": trace_id,
               "created_at": utcnow()}
@@ -109,7 +109,7 @@ async def store_local_file(engine: AsyncEngine, storage: Storage, *, org_id: str
     file_id = new_id("file")
     key = storage_key(org_id, project_id, file_id)
     await asyncio.to_thread(storage.put_file, key, local_path)
-    values = {"id": file_id, "org_id": org_id, "project_id": project_id, "name": check_name(name),
+    values: dict[str, Any] = {"id": file_id, "org_id": org_id, "project_id": project_id, "name": check_name(name),
               "content_type": content_type, "size_bytes": size_bytes, "sha256": sha256, "kind": kind,
               "storage_key": key, "created_by": created_by, "job_id": job_id, "trace_id": trace_id,
               "created_at": utcnow()}

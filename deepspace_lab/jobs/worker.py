@@ -74,7 +74,7 @@ def _backoff_s(attempt: int) -> float:
     return float(min(2 ** (attempt - 1), 60))
 
 
-class _QuietConsumer(Consumer):
+class _QuietConsumer(Consumer):  # type: ignore[misc]
     """A consumer that installs no signal handlers (run off the main thread: tests, lab)."""
 
     def _set_signal_handlers(self) -> None:

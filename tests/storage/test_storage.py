@@ -52,7 +52,7 @@ def test_files_on_s3_through_the_api(s3_url: str, gateway_factory: Callable[...,
     tenant = make_tenant(gw.settings, email="s3@example.org", scopes=("chat", "workflows"))
     headers = {"Authorization": f"Bearer {tenant.api_key}"}
     api = gw.url + "/deepspace/api"
-    up = httpx.post(api + "/files", params={"name": "notes.md"}, content="# hi\n".encode(),
+    up = httpx.post(api + "/files", params={"name": "notes.md"}, content=b"# hi\n",
                     headers={**headers, "Content-Type": "text/markdown; charset=utf-8"})
     assert up.status_code == 201, up.text
     file = up.json()
