@@ -73,8 +73,9 @@ async def _build(conn: AsyncConnection, period: str, start: datetime) -> int:
     await conn.execute(delete(R).where(R.c.period == period, R.c.period_start == begin))
     columns = ["period", "period_start", "org_id", "project_id", "model", "requests", "prompt_tokens",
                "completion_tokens", "cost_micros"]
-    result = await conn.execute(insert(R).from_select(columns, _source(period, start)))
-    return max(result.rowcount or 0, 0)
+    # RETURNING counts the rows on both drivers (psycopg reports no rowcount for INSERT … SELECT here)
+    result = await conn.execute(insert(R).from_select(columns, _source(period, start)).returning(R.c.id))
+    return len(result.all())
 
 
 async def rollup_period(engine: AsyncEngine, *, period: str, start: datetime) -> int:

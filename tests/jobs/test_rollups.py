@@ -83,7 +83,7 @@ def _start(value: Any) -> datetime:
 def test_hours_and_days_sum_the_usage_rows_and_a_rebuild_changes_nothing(db_url: str) -> None:
     seed(db_url, ROWS)
     report = run(db_url, lambda e: roll_up_due(e, now=at(48.5)))
-    assert report.built == {"hour": 3, "day": 2}
+    assert report.built == {"hour": 3, "day": 2} and report.rows == 4 + 3
     hours = [(_start(r[0]), *r[1:]) for r in rollups(db_url, "hour")]
     assert hours == [(at(0), "m1", 2, 20, 10, 150), (at(0), "m2", 1, 10, 5, 7), (at(1), "m1", 1, 10, 5, 1),
                      (at(25), "m2", 2, 20, 10, 1001)]
