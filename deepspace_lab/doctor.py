@@ -1,5 +1,5 @@
-"""``deepspace-lab doctor``: check config, database, migrations, prices, Redis and the upstream,
-and say what is wrong in words a newcomer can act on."""
+"""``deepspace-lab doctor``: check config, database, migrations, prices, Redis, the upstream,
+storage and the Worker's queue, and say what is wrong in words a newcomer can act on."""
 
 from __future__ import annotations
 
@@ -92,6 +92,54 @@ async def _check_upstream(settings: Settings) -> Check:
     return Check("upstream", True, f"{settings.upstream_base_url} answers ({len(models)} models)")
 
 
+#: a queued job waiting longer than this means no worker is running (or none keeps up)
+STALE_QUEUE_S = 300
+
+
+def _check_storage(settings: Settings) -> Check:
+    from .storage import open_storage
+
+    try:
+        storage = open_storage(settings.storage_url)
+        storage.exists("doctor/probe")
+    except Exception as exc:  # any failure is reported in words
+        return Check("storage", False, f"cannot use DEEPSPACE_STORAGE_URL ({type(exc).__name__})",
+                     "check DEEPSPACE_STORAGE_URL (a folder, or s3://bucket/prefix with AWS_* credentials)")
+    return Check("storage", True, f"{storage!r} answers")
+
+
+def _check_worker(settings: Settings, *, migrated: bool) -> Check:
+    """The queue backend resolves, and no job has waited so long that no worker can be running."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from .db import make_sync_engine, utcnow
+    from .jobs.models import Job
+
+    backend = settings.queue_backend
+    if backend == "postgresql" and settings.is_sqlite:
+        return Check("worker", False, "DEEPSPACE_WORKER_BACKEND=postgresql needs a PostgreSQL database",
+                     "set DEEPSPACE_WORKER_BACKEND=sqlite (one machine) or redis")
+    if backend == "redis" and not settings.redis_url:
+        return Check("worker", False, "DEEPSPACE_WORKER_BACKEND=redis needs DEEPSPACE_REDIS_URL",
+                     "set DEEPSPACE_REDIS_URL, or DEEPSPACE_WORKER_BACKEND=auto")
+    if not migrated:
+        return Check("worker", True, f"queue on {backend} (jobs not checked: no schema yet)")
+    engine = make_sync_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            waiting = conn.execute(select(func.count()).select_from(Job).where(
+                Job.state == "queued", Job.enqueued_at < utcnow() - timedelta(seconds=STALE_QUEUE_S))).scalar_one()
+    finally:
+        engine.dispose()
+    if waiting:
+        return Check("worker", False, f"{waiting} job(s) queued for more than {STALE_QUEUE_S // 60} minutes on the "
+                     f"{backend} queue: no worker seems to run", "start `deepspace-lab worker` with the same "
+                     "DEEPSPACE_* settings (`deepspace-lab lab` starts one)")
+    return Check("worker", True, f"queue on {backend} ({settings.worker_queue!r}); no job waiting long")
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     checks = [_check_config(settings)]
     checks += await asyncio.get_running_loop().run_in_executor(None, _check_database, settings)
@@ -104,4 +152,8 @@ async def run_checks(settings: Settings) -> list[Check]:
         checks.append(Check("redis", False, redis_state.removeprefix("error: "),
                             "check DEEPSPACE_REDIS_URL and that Redis is running"))
     checks.append(await _check_upstream(settings))
+    loop = asyncio.get_running_loop()
+    checks.append(await loop.run_in_executor(None, _check_storage, settings))
+    migrated = any(c.name == "migrations" and c.ok for c in checks)
+    checks.append(await loop.run_in_executor(None, lambda: _check_worker(settings, migrated=migrated)))
     return checks

@@ -161,7 +161,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("doctor", help="check config, database, migrations, prices, Redis and upstream")
+    p = sub.add_parser("doctor", help="check config, database, migrations, prices, Redis, upstream, storage, worker")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
 

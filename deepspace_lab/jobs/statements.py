@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..billing.models import Transaction, UsageRollup
+from ..billing.models import RollupMark, Transaction, UsageRollup
 from ..db.base import UTCDateTime
 from ..files import store_local_file
 from .errors import JobParamsError
@@ -28,7 +28,7 @@ from .kinds import JobKind, register
 if TYPE_CHECKING:
     from .worker import JobContext
 
-T, R = cast(Table, Transaction.__table__), cast(Table, UsageRollup.__table__)
+T, R, M = (cast(Table, m.__table__) for m in (Transaction, UsageRollup, RollupMark))
 MONEY_TYPES = ("credit", "debit", "capture", "refund")
 
 
@@ -68,6 +68,7 @@ async def statement_data(conn: AsyncConnection, *, org_id: str, month: str) -> d
     before = (await conn.execute(
         select(T.c.balance_after_micros).where(T.c.org_id == org_id, T.c.created_at < _t(start, "s"))
         .order_by(T.c.id.desc()).limit(1))).scalar()
+    rolled = (await conn.execute(select(M.c.rolled_until).where(M.c.period == "hour"))).scalar()
     closing = (await conn.execute(
         select(T.c.balance_after_micros, T.c.frozen_after_micros)
         .where(T.c.org_id == org_id, T.c.created_at < _t(end, "e")).order_by(T.c.id.desc()).limit(1))).first()
@@ -80,6 +81,7 @@ async def statement_data(conn: AsyncConnection, *, org_id: str, month: str) -> d
         "opening_balance_micros": int(before or 0),
         "closing_balance_micros": int(closing[0] or 0) if closing else int(before or 0),
         "closing_frozen_micros": int(closing[1] or 0) if closing else 0,
+        "usage_rolled_until": rolled.isoformat() if rolled is not None else None,
     }
 
 
@@ -91,7 +93,9 @@ def _credits(micros: int) -> str:
 
 def render_markdown(data: dict[str, Any]) -> str:
     lines = [f"# Statement {data['month']} — org {data['org_id']}", "",
-             "Amounts in credits (1 credit = 1,000,000 micro-credits).", "", "## Usage by project and model", "",
+             "Amounts in credits (1 credit = 1,000,000 micro-credits).", "",
+             f"Usage from the hourly roll-ups, built up to {data['usage_rolled_until'] or '(none yet)'}; "
+             "the money from the ledger.", "", "## Usage by project and model", "",
              "| project | model | requests | prompt tokens | completion tokens | cost |", "|---|---|---|---|---|---|"]
     for row in data["usage"]:
         lines.append(f"| {row['project_id'] or '-'} | {row['model']} | {row['requests']} | {row['prompt_tokens']} | "

@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from huey.consumer import Consumer
@@ -172,11 +173,8 @@ class Worker:
         """Queue again the jobs of lost workers, and re-send stale queued ones."""
         async def reap() -> list[str]:
             lost = await service.requeue_lapsed(self.engine)
-            older = utcnow().timestamp() - STALE_QUEUED_LEASES * self.settings.job_lease_s
-            from datetime import UTC, datetime
-
-            stale = await service.stale_queued(self.engine, older_than=datetime.fromtimestamp(older, UTC))
-            return lost + stale
+            older = utcnow() - timedelta(seconds=STALE_QUEUED_LEASES * self.settings.job_lease_s)
+            return lost + await service.stale_queued(self.engine, older_than=older)
 
         ids = self.call(reap())
         for job_id in ids:

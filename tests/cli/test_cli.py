@@ -183,7 +183,7 @@ def test_doctor_ok_on_an_initialised_sqlite_setup(sqlite_deployment: Deployment)
     result = run_cli(["doctor"], sqlite_deployment.env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "BAD" not in result.stdout and "fix:" not in result.stdout
-    for name in ("config", "database", "migrations", "prices", "redis", "upstream"):
+    for name in ("config", "database", "migrations", "prices", "redis", "upstream", "storage", "worker"):
         assert f"[ok ] {name}:" in result.stdout
 
 
@@ -191,7 +191,7 @@ def test_doctor_json_shape_with_the_real_redis(sqlite_deployment: Deployment, re
     report = run_json(["doctor"], dict(sqlite_deployment.env, DEEPSPACE_REDIS_URL=redis_url))
     assert set(report) == {"ok", "checks"} and report["ok"] is True
     assert [c["name"] for c in report["checks"]] == ["config", "database", "migrations", "prices", "redis",
-                                                     "upstream"]
+                                                     "upstream", "storage", "worker"]
     for check in report["checks"]:
         assert set(check) == {"name", "ok", "message", "fix"}
         assert check["ok"] is True and check["message"] and check["fix"] == ""
