@@ -26,10 +26,12 @@ from typing import Any, TypeVar
 
 from huey.consumer import Consumer
 from huey.exceptions import TaskLockedException
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Settings
 from ..db import make_async_engine
 from ..db.base import utcnow
+from ..errors import DeepSpaceError
 from ..storage import Storage, open_storage
 from ..tracing import current_trace_id
 from . import service
@@ -69,6 +71,16 @@ class JobContext:
             return None
         self.dirty = False
         return self._progress
+
+
+def _error_text(exc: Exception, trace_id: str) -> str:
+    """What a job's ``last_error`` tells its org: our errors' messages; for database and I/O
+    errors only their kind (their text may carry statements or hosts), the rest in the log."""
+    if isinstance(exc, DeepSpaceError):
+        return f"{exc.code}: {exc.message}"
+    if isinstance(exc, SQLAlchemyError | OSError):
+        return f"{type(exc).__name__} (details in the worker's log, trace {trace_id})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _backoff_s(attempt: int) -> float:
@@ -139,7 +151,7 @@ class Worker:
             except Exception as exc:
                 log.warning("job %s (%s) attempt %s failed: %s", job_id, job.kind, job.attempts,
                             type(exc).__name__, exc_info=True)
-                error = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+                error = _error_text(exc, job.trace_id)
                 state = await service.fail_attempt(self.engine, job_id, worker=self.name, error=error)
                 if state == "queued":
                     await asyncio.to_thread(self.queue.enqueue, job_id, delay_s=_backoff_s(job.attempts))

@@ -114,3 +114,15 @@ def test_jobs_are_read_only_within_their_org(db_url: str, settings_factory: Any)
 
     job, mine, theirs, own = run(db_url, work)
     assert [j.id for j in mine.jobs] == [job.id] and theirs.jobs == [] and own.id == job.id
+
+
+def test_last_error_never_carries_database_text() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from deepspace_lab.jobs.errors import JobParamsError
+    from deepspace_lab.jobs.worker import _error_text
+
+    leak = OperationalError("SELECT secret FROM t WHERE k = 'hunter2'", {}, Exception("host db.internal"))
+    assert "hunter2" not in _error_text(leak, "t" * 32) and "trace " + "t" * 32 in _error_text(leak, "t" * 32)
+    assert _error_text(JobParamsError("bad month", param="month"), "x") == "invalid_job_params: bad month"
+    assert _error_text(RuntimeError("boom"), "x") == "RuntimeError: boom"
