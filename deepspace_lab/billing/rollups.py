@@ -11,12 +11,15 @@ request starts (at the hold) and settled when it ends, so the Worker waits out t
 a request can run (``DEEPSPACE_UPSTREAM_MAX_DURATION_S`` plus the hold's lease) before it
 sums an hour. Periods with no usage are skipped without a statement each.
 
-On PostgreSQL one advisory lock per build serialises concurrent builders (two workers whose
-schedulers both fired); SQLite serialises writers by itself.
+Concurrent builders (two workers whose schedulers both fired) take turns: each period is
+built under an advisory lock on PostgreSQL and ``BEGIN IMMEDIATE`` on SQLite, after reading
+the mark inside that transaction, so no period is built twice at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -63,9 +66,21 @@ def _source(period: str, start: datetime) -> Any:
             .group_by(R.c.org_id, R.c.project_id, R.c.model))
 
 
-async def _lock(conn: AsyncConnection) -> None:
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+@asynccontextmanager
+async def _serialised(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One transaction that no other roll-up builder runs beside: an advisory lock on
+    PostgreSQL, ``BEGIN IMMEDIATE`` (the write lock before the first read) on SQLite."""
+    async with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+        try:
+            yield conn
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()
 
 
 async def _build(conn: AsyncConnection, period: str, start: datetime) -> int:
@@ -83,8 +98,7 @@ async def rollup_period(engine: AsyncEngine, *, period: str, start: datetime) ->
     move the mark (an operator's rebuild of a past period)."""
     if period not in ROLLUP_PERIODS:
         raise InvalidRequest(f"period must be one of {list(ROLLUP_PERIODS)}", code="invalid_period", param="period")
-    async with engine.begin() as conn:
-        await _lock(conn)
+    async with _serialised(engine) as conn:
         return await _build(conn, period, floor_period(start, period))
 
 
@@ -127,8 +141,7 @@ async def _catch_up(engine: AsyncEngine, period: str, due: datetime, report: Rol
     """Build each period with data from the mark up to ``due`` (exclusive), one transaction
     each, moving the mark with it; then set the mark to ``due``."""
     while True:
-        async with engine.begin() as conn:
-            await _lock(conn)
+        async with _serialised(engine) as conn:
             current = await _mark(conn, period)  # another builder may have moved it meanwhile
             start = await _first_data(conn, period, current)
             if start is None or start >= due:

@@ -3,7 +3,7 @@
 Why Huey (see the commit that brought it, and ``shared/reference/workflows_rag_mcp.md`` §4):
 one small, dependency-free library with an embedded SQLite backend *and* Redis and
 PostgreSQL backends behind the same API, a consumer with thread workers, delayed tasks
-and crontab-style periodic tasks, and task locks kept in the shared storage. RQ and arq are
+and crontab-style periodic tasks. RQ and arq are
 Redis-only, Dramatiq has no persistent embedded broker, Celery is far heavier.
 
 The queue carries only job ids. Everything a user sees (state, attempts, progress, result)

@@ -10,8 +10,8 @@ whose message may have been lost. Huey's scheduler fires the periodic tasks
 while no worker ran.
 
 Many workers, on many machines, may share one backend (Redis or PostgreSQL): the claim in
-the database makes sure each job runs once at a time, and the scheduled work is guarded by
-a Huey lock and is idempotent besides.
+the database makes sure each job runs once at a time; the scheduled work is idempotent and,
+on PostgreSQL, skipped by a worker while another runs it (:mod:`.scheduled`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from huey.consumer import Consumer
-from huey.exceptions import TaskLockedException
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Settings
@@ -45,8 +44,6 @@ T = TypeVar("T")
 HEARTBEAT_MAX_S = 1.0
 #: queued jobs whose message is older than this many leases are sent again
 STALE_QUEUED_LEASES = 10
-#: a scheduled task's lock outlives a worker killed while holding it by at most this long
-SCHEDULED_LOCK_TTL_S = 900
 
 
 class JobContext:
@@ -120,12 +117,8 @@ class Worker:
         self.call(self._execute(job_id))
 
     def scheduled(self, name: str) -> None:
-        """Huey periodic task body: one scheduled task, at most one at a time everywhere."""
-        try:
-            with self.queue.huey.lock_task(f"deepspace.scheduled.{name}", ttl=SCHEDULED_LOCK_TTL_S):
-                self.call(run_scheduled(name, self.settings, self.engine))
-        except TaskLockedException:
-            log.info("scheduled %s already running elsewhere; skipped", name)
+        """Huey periodic task body: one scheduled task (skipped when another worker runs it)."""
+        self.call(run_scheduled(name, self.settings, self.engine))
 
     # -- one job -----------------------------------------------------------------------------
     async def _execute(self, job_id: str) -> None:

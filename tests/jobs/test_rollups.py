@@ -141,3 +141,14 @@ def test_the_summary_route_groups_the_callers_rollups(gateway: Gateway) -> None:
     assert [(r["key"], r["cost_micros"]) for r in recent["data"]] == [("m1", 10), ("m2", 20)]
     bad = httpx.get(gateway.url + "/deepspace/api/usage/summary", headers=headers, params={"group_by": "key"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_group_by"
+
+
+def test_two_builders_at_once_build_each_period_once(db_url: str) -> None:
+    seed(db_url, ROWS)
+
+    async def both(engine: Any) -> list[Any]:
+        return list(await asyncio.gather(roll_up_due(engine, now=at(48.5)), roll_up_due(engine, now=at(48.5))))
+
+    first, second = run(db_url, both)
+    assert first.built["hour"] + second.built["hour"] == 3 and first.built["day"] + second.built["day"] == 2
+    assert len(rollups(db_url, "hour")) == 4 and sum(r[5] for r in rollups(db_url, "day")) == 1159

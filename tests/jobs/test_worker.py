@@ -3,6 +3,7 @@ report progress, retry, fail with their error; a duplicate message runs nothing 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -74,3 +75,33 @@ def test_a_duplicate_message_does_not_run_a_job_twice(job_settings: Callable[...
     jobs.wait(marker.id, "done")
     assert jobs.queue.pending() == 0
     assert jobs.get(job.id).attempts == 1 and started_events(settings, job.id) == 1
+
+
+def test_a_worker_that_starts_catches_up_on_the_rollups_it_missed(job_settings: Callable[..., Any],
+                                                                  worker_factory: Callable[..., Any]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.orm import Session
+
+    from deepspace_lab.billing.models import UsageRecord
+
+    from ..helpers import make_tenant
+
+    settings = job_settings(worker_backend="sqlite")
+    tenant = make_tenant(settings, email="missed@example.org", credit_micros=0)
+    db = make_sync_engine(settings.database_url)
+    three_days_ago = datetime.now(UTC) - timedelta(days=3)
+    with Session(db) as session:  # usage from three days ago, while no worker ran
+        for i in range(5):
+            session.add(UsageRecord(request_id=f"req_missed_{i}", trace_id="t" * 32, org_id=tenant.org_id,
+                                    project_id=tenant.project_id, model="m", cost_micros=10, measured="upstream",
+                                    status="captured", created_at=three_days_ago + timedelta(hours=i)))
+        session.commit()
+    assert count(db, "usage_rollups") == 0
+    worker_factory(settings)
+    deadline = time.monotonic() + 30
+    while count(db, "usage_rollups", period="day") == 0:
+        assert time.monotonic() < deadline, "the worker did not catch up"
+        time.sleep(0.05)
+    assert count(db, "usage_rollups", period="hour") == 5 and count(db, "rollup_marks") == 2
+    db.dispose()
