@@ -65,7 +65,9 @@ class JobHandler(ApiHandler):
 async def _project_of_org(session: AsyncSession, org_id: str, project_id: Any) -> None:
     if project_id is None:
         return
-    if not isinstance(project_id, str) or (await session.execute(
+    if not isinstance(project_id, str) or check_id(project_id, "project_id") is None:
+        raise InvalidRequest("`project_id` must be a string", code="invalid_type", param="project_id")
+    if (await session.execute(
             select(Project.id).where(Project.id == project_id, Project.org_id == org_id))).first() is None:
         raise NotFound(f"no project {project_id!r}", code="project_not_found", param="project_id")
 

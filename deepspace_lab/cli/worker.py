@@ -24,7 +24,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def _jobs(args: argparse.Namespace, settings: Settings) -> int:
     from ..db import make_async_engine
     from ..jobs import JobQueue, submit_job
-    from ..jobs.service import get_any_job, job_events
+    from ..jobs.service import get_any_job, job_events, list_any_jobs
 
     async def work() -> Any:
         engine = make_async_engine(settings.database_url)
@@ -38,6 +38,9 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> int:
                 finally:
                     queue.close()
                 return job.to_dict()
+            if args.jobs_cmd == "list":
+                return [{**j.to_dict(), "org_id": j.org_id, "worker": j.worker}
+                        for j in await list_any_jobs(engine, org_id=args.org, state=args.state, limit=args.limit)]
             found = await get_any_job(engine, args.job_id)
             if found is None:
                 from ..jobs import JobNotFoundError
@@ -51,6 +54,12 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> int:
             await engine.dispose()
 
     result = asyncio.run(work())
+    if args.jobs_cmd == "list":
+        emit(args, result, "\n".join(
+            f"{j['id']}  {j['kind']:10} {j['state']:8} attempt {j['attempts']}/{j['max_attempts']}  "
+            f"{j['progress']['percent'] if j['progress']['percent'] is not None else '-'}%  "
+            f"org {j['org_id'] or '(deployment)'}  {j['created_at']}" for j in result) or "(no jobs)")
+        return 0
     emit(args, result, f"job {result['id']} ({result['kind']}): {result['state']}, attempt {result['attempts']}"
          + (f", error: {result['last_error']}" if result.get("last_error") else ""))
     return 0
@@ -84,6 +93,11 @@ def register(sub: Any) -> None:
     q.add_argument("--org", help="the org it is for (none: a deployment job)")
     q.add_argument("--project")
     q.add_argument("--params", help="JSON object of the kind's params")
+    q.add_argument("--json", action="store_true")
+    q = jsub.add_parser("list", help="the newest jobs of every org (or --org), deployment jobs included")
+    q.add_argument("--org")
+    q.add_argument("--state", choices=("queued", "running", "done", "failed"))
+    q.add_argument("--limit", type=int, default=50)
     q.add_argument("--json", action="store_true")
     q = jsub.add_parser("show", help="a job with its events")
     q.add_argument("job_id")

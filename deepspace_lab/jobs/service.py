@@ -276,6 +276,19 @@ async def list_jobs(session: AsyncSession, *, org_id: str, state: str | None = N
     return JobPage(jobs, nxt)
 
 
+async def list_any_jobs(engine: AsyncEngine, *, org_id: str | None = None, state: str | None = None,
+                        limit: int = 50) -> list[JobView]:
+    """The newest jobs of every org (or one), deployment jobs included: the operator's view."""
+    query = select(*_VIEW_COLUMNS)
+    if org_id is not None:
+        query = query.where(J.c.org_id == org_id)
+    if state is not None:
+        query = query.where(J.c.state == state)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query.order_by(J.c.created_at.desc(), J.c.id.desc()).limit(limit))).all()
+    return [_view(r) for r in rows]
+
+
 async def job_events(engine: AsyncEngine, job_id: str) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         rows = (await conn.execute(select(E).where(E.c.job_id == job_id).order_by(E.c.id))).all()

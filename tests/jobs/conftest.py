@@ -18,7 +18,7 @@ from deepspace_lab.jobs import JobQueue, JobView, submit_job
 from deepspace_lab.jobs.service import get_any_job
 from deepspace_lab.jobs.worker import Worker
 
-from ..cli.conftest import spawn  # noqa: F401  (a fixture the process tests use)
+from ..cli.conftest import cli_env, spawn  # noqa: F401  (fixtures the CLI and process tests use)
 from ..conftest import make_settings
 
 
