@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from tornado.iostream import StreamClosedError
 
 from deepspace_lab.errors import InvalidRequest
-from deepspace_lab.files import delete_file, get_file, list_files, read_file, store_file
+from deepspace_lab.files import FileNotFoundInOrgError, FileView, delete_file, get_file, list_files, store_file
 from deepspace_lab.files.models import FILE_KINDS
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
@@ -75,22 +77,40 @@ class FileHandler(ApiHandler):
 
 
 class FileContentHandler(DeepSpaceHandler):
-    """The bytes, as an attachment (never rendered inline by a browser)."""
+    """The bytes, as an attachment (never rendered inline by a browser), streamed from storage
+    in pieces after the request passed the door steps (an export can be far larger than memory
+    should hold)."""
+
+    CHUNK_BYTES = 1 << 20
 
     async def get(self, file_id: str) -> None:
+        found: list[FileView] = []
+
         async def endpoint(ctx: RequestContext) -> None:
             async with self.runtime.sessions() as session:
-                view, data = await read_file(session, self.runtime.storage, org_id=principal_of(ctx).org_id,
-                                             file_id=file_id)
-            assert ctx.sink is not None
-            ctx.sink.set_header("Content-Type", view.content_type)
-            ctx.sink.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(view.name)}")
-            ctx.sink.set_header("X-Content-Type-Options", "nosniff")
-            ctx.sink.end_stream(data)
+                found.append(await get_file(session, org_id=principal_of(ctx).org_id, file_id=file_id))
             ctx.detail["file_id"] = file_id
 
         await self.runtime.pipeline.run(self.context(kind="api.file.download", action="files.read"), endpoint)
-        self.finish_sink()
+        view = found[0]
+        storage = self.runtime.storage
+        try:
+            handle = await asyncio.to_thread(storage.open_read, view.storage_key)
+        except FileNotFoundError:
+            raise FileNotFoundInOrgError(f"file {file_id!r} has no content in storage", param="file_id") from None
+        try:
+            self.set_header("Content-Type", view.content_type)
+            self.set_header("Content-Length", str(view.size_bytes))
+            self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(view.name)}")
+            self.set_header("X-Content-Type-Options", "nosniff")
+            while chunk := await asyncio.to_thread(handle.read, self.CHUNK_BYTES):
+                self.write(chunk)
+                await self.flush()
+        except StreamClosedError:
+            return  # the client left
+        finally:
+            await asyncio.to_thread(handle.close)
+        self.finish()
 
 
 def default_handlers(runtime: Runtime) -> list[tuple[str, type, dict[str, Any]]]:

@@ -75,6 +75,10 @@ class Storage:
         data: bytes = self._call("read", self.fs.cat_file, self.path(key))
         return data
 
+    def open_read(self, key: str) -> Any:
+        """A binary file to read ``key`` in pieces (a large download); the caller closes it."""
+        return self._call("read", self.fs.open, self.path(key), "rb")
+
     def delete(self, key: str) -> None:
         try:
             self._call("delete", self.fs.rm_file, self.path(key))

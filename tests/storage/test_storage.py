@@ -84,3 +84,18 @@ def test_files_on_s3_through_the_api(s3_url: str, gateway_factory: Callable[...,
     assert httpx.delete(api + f"/files/{file['id']}", headers=headers).status_code == 204
     assert httpx.get(api + f"/files/{file['id']}/content", headers=headers).status_code == 404
     assert not Storage(s3_url).exists(f"files/{tenant.org_id}/{tenant.project_id}/{file['id']}")
+
+
+def test_a_download_larger_than_one_piece_arrives_whole(gateway_factory: Callable[..., Gateway]) -> None:
+    import os
+
+    gw = gateway_factory(storage_max_file_bytes=4 << 20)
+    tenant = make_tenant(gw.settings, email="big@example.org", scopes=("workflows",))
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+    data = os.urandom((2 << 20) + 12345)  # more than two 1 MiB pieces
+    up = httpx.post(gw.url + "/deepspace/api/files", params={"name": "blob.bin"}, content=data,
+                    headers={**headers, "Content-Type": "application/octet-stream"}, timeout=30)
+    assert up.status_code == 201, up.text
+    got = httpx.get(gw.url + f"/deepspace/api/files/{up.json()['id']}/content", headers=headers, timeout=30)
+    assert got.status_code == 200 and got.content == data
+    assert got.headers["Content-Length"] == str(len(data))
