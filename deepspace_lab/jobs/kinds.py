@@ -1,11 +1,13 @@
-"""Job kinds: what a job of each kind does, which params it takes, who may start one.
+"""Job kinds: what a job of each kind does and which params it takes.
 
 A kind is a :class:`JobKind` in :data:`KINDS`: ``check`` validates a caller's params (a
 :class:`JobParamsError` names the bad one) and ``run`` does the work in a worker, reporting
 progress through its :class:`JobContext`, and returns the job's result (a small JSON
-object, e.g. the file it wrote). ``run`` may be called again for the same job after a
-failure or a lost worker, so it must be safe to repeat (an export writes a new file each
-attempt; the file the job's result names is the one that counts).
+object, e.g. the file it wrote). The HTTP layer decides who may start which kind (exports and
+statements: ``exports.create``); ``noop`` and ``sleep`` are for operators and tests (CLI only).
+``run`` may be called again for the same job after a failure or a lost worker, so it must be
+safe to repeat (an export writes a new file each attempt; the file the job's result names is
+the one that counts).
 """
 
 from __future__ import annotations
