@@ -10,6 +10,7 @@ writing meanwhile. 0 days keeps a kind forever.
 - conversation messages (``…_MESSAGES_DAYS``);
 - finished jobs with their events (``…_JOBS_DAYS``), by when they finished.
 
+Each run that deleted anything leaves an audit row (``worker.retention``: counts and settings).
 Never purged: the ledger (``transactions``, append-only; the database refuses deletes),
 holds, wallets, roll-ups, files and statements.
 """
@@ -20,7 +21,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..audit.models import AuditLog
@@ -28,6 +29,7 @@ from ..billing.models import RollupMark, UsageRecord
 from ..config import Settings
 from ..conversations.models import Message
 from ..db.base import UTCDateTime, utcnow
+from ..tracing import new_trace_id
 from .models import Job, JobEvent
 
 log = logging.getLogger("deepspace_lab.worker")
@@ -83,4 +85,10 @@ async def apply_retention(engine: AsyncEngine, settings: Settings, *, now: datet
                                        batch=batch)
     if any(deleted.values()):
         log.warning("retention deleted %s", deleted)
+        async with engine.begin() as conn:  # what went, and why, stays on record
+            await conn.execute(insert(A).values(
+                trace_id=new_trace_id(), kind="worker.retention", actor="worker:retention", created_at=utcnow(),
+                detail={"deleted": deleted, "days": {
+                    "audit_logs": settings.retention_audit_days, "usage_records": settings.retention_usage_days,
+                    "messages": settings.retention_messages_days, "jobs": settings.retention_jobs_days}}))
     return deleted

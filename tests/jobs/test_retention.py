@@ -76,6 +76,8 @@ def test_retention_removes_exactly_what_is_past_its_age(settings_factory: Any) -
     assert messages == ["m1"]
     assert jobs == ["job_new_done", "job_running"] and count(db, "job_events") == 2
     assert count(db, "transactions") == ledger_before  # the ledger is never purged
+    (record,) = Session(db).scalars(select(AuditLog.detail).where(AuditLog.kind == "worker.retention"))
+    assert record["deleted"] == {"audit_logs": 2, "usage_records": 2, "messages": 2, "jobs": 2}
     db.dispose()
 
 
