@@ -35,7 +35,7 @@ from ..conversations.models import Conversation, Message
 from ..db.base import UTCDateTime
 from ..files import store_local_file
 from .errors import JobParamsError
-from .kinds import JobKind, register
+from .kinds import JobKind
 
 if TYPE_CHECKING:
     from .worker import JobContext
@@ -193,5 +193,5 @@ async def _export(ctx: JobContext) -> dict[str, Any]:
             "download_path": f"/deepspace/api/files/{stored.id}/content"}
 
 
-register(JobKind("export", _export, _check_export,
-                 "An org's conversations, usage or transactions as CSV, JSON or Markdown into its files."))
+EXPORT = JobKind("export", _export, _check_export,
+                "An org's conversations, usage or transactions as CSV, JSON or Markdown into its files.")

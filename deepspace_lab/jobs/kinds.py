@@ -1,6 +1,9 @@
 """Job kinds: what a job of each kind does and which params it takes.
 
-A kind is a :class:`JobKind` in :data:`KINDS`: ``check`` validates a caller's params (a
+Kinds are found through the entry-point group ``deepspace_lab.job_kinds`` (:func:`job_kinds`);
+the built-in ones (``noop``, ``sleep``, ``export``, ``statement``) are registered there too
+(``pyproject.toml``), so a package adds a kind the same way. A kind is a :class:`JobKind`:
+``check`` validates a caller's params (a
 :class:`JobParamsError` names the bad one) and ``run`` does the work in a worker, reporting
 progress through its :class:`JobContext`, and returns the job's result (a small JSON
 object, e.g. the file it wrote). The HTTP layer decides who may start which kind (exports and
@@ -13,10 +16,13 @@ the one that counts).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
+from ..config import ConfigError
 from .errors import JobParamsError
 
 if TYPE_CHECKING:
@@ -71,13 +77,21 @@ async def _sleep(ctx: JobContext) -> dict[str, Any]:
     return {"slept_s": params["seconds"]}
 
 
-KINDS: dict[str, JobKind] = {}
+ENTRY_POINT_GROUP = "deepspace_lab.job_kinds"
 
 
-def register(kind: JobKind) -> None:
-    KINDS[kind.name] = kind
+@functools.cache
+def job_kinds() -> dict[str, JobKind]:
+    """Every job kind registered under the entry-point group, by name (loaded once)."""
+    found: dict[str, JobKind] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        kind = entry.load()
+        if not isinstance(kind, JobKind) or kind.name != entry.name:
+            raise ConfigError(f"entry point {entry.name!r} of {ENTRY_POINT_GROUP} is not a JobKind of that name")
+        found[entry.name] = kind
+    return found
 
 
-register(JobKind("noop", _noop, no_params, "Does nothing: checks that a worker runs jobs."))
-register(JobKind("sleep", _sleep, _check_sleep,
-                 "Waits `seconds` (0-600) reporting progress; `fail_times` first attempts fail."))
+NOOP = JobKind("noop", _noop, no_params, "Does nothing: checks that a worker runs jobs.")
+SLEEP = JobKind("sleep", _sleep, _check_sleep,
+               "Waits `seconds` (0-600) reporting progress; `fail_times` first attempts fail.")

@@ -23,7 +23,7 @@ from ..billing.models import RollupMark, Transaction, UsageRollup
 from ..db.base import UTCDateTime
 from ..files import store_local_file
 from .errors import JobParamsError
-from .kinds import JobKind, register
+from .kinds import JobKind
 
 if TYPE_CHECKING:
     from .worker import JobContext
@@ -155,5 +155,5 @@ async def _statement(ctx: JobContext) -> dict[str, Any]:
     return {"month": month, "files": files, "closing_balance_micros": data["closing_balance_micros"]}
 
 
-register(JobKind("statement", _statement, _check,
-                 "An org's monthly statement (`month`: YYYY-MM) as Markdown and CSV into its files."))
+STATEMENT = JobKind("statement", _statement, _check,
+                   "An org's monthly statement (`month`: YYYY-MM) as Markdown and CSV into its files.")

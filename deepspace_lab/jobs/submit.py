@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .errors import UnknownJobKindError
-from .kinds import KINDS
+from .kinds import job_kinds
 from .queue import JobQueue
 from .service import JobView, create_job
 
@@ -21,9 +21,9 @@ async def submit_job(engine: AsyncEngine, queue: JobQueue, *, kind: str, trace_i
                      params: dict[str, Any] | None = None) -> JobView:
     """Validate, record (committed) and enqueue a job. If the queue cannot be reached the job
     stays ``queued`` and a worker's reaper sends it later; the caller still gets it."""
-    spec = KINDS.get(kind)
+    spec = job_kinds().get(kind)
     if spec is None:
-        raise UnknownJobKindError(f"unknown job kind {kind!r}; known: {sorted(KINDS)}", param="kind")
+        raise UnknownJobKindError(f"unknown job kind {kind!r}; known: {sorted(job_kinds())}", param="kind")
     clean = spec.check(dict(params or {}))
     job = await create_job(engine, kind=kind, trace_id=trace_id, org_id=org_id, project_id=project_id,
                            created_by=created_by, params=clean, max_attempts=queue.settings.job_max_attempts)

@@ -34,7 +34,7 @@ from ..errors import DeepSpaceError
 from ..storage import Storage, open_storage
 from ..tracing import current_trace_id
 from . import service
-from .kinds import KINDS
+from .kinds import job_kinds
 from .queue import SCHEDULES, JobQueue, set_runners
 from .scheduled import run_scheduled
 
@@ -128,7 +128,7 @@ class Worker:
             return  # someone else has it, or it is finished: a duplicate message
         token = current_trace_id.set(job.trace_id)
         try:
-            kind = KINDS.get(job.kind)
+            kind = job_kinds().get(job.kind)
             if kind is None:
                 await service.fail_attempt(self.engine, job_id, worker=self.name,
                                            error=f"unknown job kind {job.kind!r}", final=True)
