@@ -22,7 +22,7 @@ from .db import make_async_engine, make_sessionmaker
 from .db.migrate import head_revision
 from .errors import ServiceUnavailable
 from .jobs import JobQueue
-from .pipeline import Pipeline, PipelineServices
+from .pipeline import Pipeline, PipelineServices, RequestContext
 from .policy.cache import PolicyCache
 from .policy.limiter import make_limiter
 from .policy.login import LoginLimiter
@@ -46,6 +46,8 @@ class Runtime:
         self.limiter = make_limiter(settings.redis_url)
         self.login_limiter = LoginLimiter(self.limiter)
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
+        #: product streams running in this process, by request id (their Stop finds them here)
+        self.active_streams: dict[str, RequestContext] = {}
         self._job_queue: JobQueue | None = None
         self._storage: Storage | None = None
 

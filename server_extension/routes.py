@@ -10,6 +10,7 @@ from deepspace_lab.runtime import Runtime
 
 from . import (
     billing_handlers,
+    chat_handlers,
     conversation_handlers,
     file_handlers,
     handlers,
@@ -22,8 +23,8 @@ from . import (
 from .base import DeepSpaceHandler
 
 #: Modules with ``default_handlers(runtime)``, mounted in this order.
-ROUTE_MODULES = (handlers, conversation_handlers, identity_handlers, billing_handlers, policy_handlers,
-                 worker_handlers, file_handlers, jupyter_handlers, openapi)
+ROUTE_MODULES = (handlers, chat_handlers, conversation_handlers, identity_handlers, billing_handlers,
+                 policy_handlers, worker_handlers, file_handlers, jupyter_handlers, openapi)
 
 
 class UnknownRouteHandler(DeepSpaceHandler):

@@ -218,6 +218,7 @@ async def settle(services: PipelineServices, ctx: RequestContext, outcome: Usage
     if billing.settled:
         return
     billing.settled = True
+    billing.outcome = outcome
     cost = 0
     try:
         async with services.sessions() as session:

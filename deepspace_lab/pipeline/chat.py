@@ -29,6 +29,8 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     conversation_id: str | None
+    #: False when the caller's message is already stored (the product stream's regenerate)
+    store_user_turn: bool = True
 
     def last_user_text(self) -> str:
         for message in reversed(self.payload["messages"]):

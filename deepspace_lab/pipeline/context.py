@@ -99,6 +99,15 @@ class RequestContext:
     finish_reason: str | None = None
     reply_text: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    #: the caller's Stop (the product stream's cancel route): set by the relay while it reads
+    stop: Callable[[], None] | None = None
+    cancel_requested: bool = False
+
+    def request_stop(self) -> None:
+        """Stop the stream now, or as soon as the relay starts reading it."""
+        self.cancel_requested = True
+        if self.stop is not None:
+            self.stop()
 
 
 Next = Callable[[RequestContext], Awaitable[None]]

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ..billing import PriceVersion
+from ..billing import PriceVersion, UsageOutcome
 from .chat import ChatRequest, content_text
 
 #: Tokens a chat template adds around each message (role markers, separators), generously.
@@ -107,8 +107,11 @@ class RequestBilling:
     output_events: int = 0
     delivered_events: int | None = None
     drained: bool = False
-    #: why the relay stopped reading the upstream early (``drain_timeout``, ``drain_limit``)
+    #: why the relay stopped reading the upstream early (``drain_timeout``, ``drain_limit``,
+    #: ``cancelled`` by the caller's Stop)
     cut: str | None = None
+    #: what the settlement counted (set by ``billing.settle``)
+    outcome: UsageOutcome | None = None
 
     @property
     def client_left(self) -> bool:

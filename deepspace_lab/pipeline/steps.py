@@ -19,10 +19,11 @@ from ..auth.keys import key_prefix, looks_like_key
 from ..auth.tokens import looks_like_jwt
 from ..billing import cost_micros
 from ..catalog import ModelInfo, find_enabled_model
-from ..conversations import Turn, append_turns, get_conversation
+from ..conversations import Turn, append_turns, get_conversation, list_messages
 from ..db.base import utcnow
 from ..errors import AuthError, DeepSpaceError, InvalidRequest, PermissionDenied
 from ..upstream import SSE_DONE, StreamObserver, UpstreamStreamCut, UpstreamStreamInterrupted, sse_event
+from . import product
 from .chat import parse_chat_request
 from .context import Next, PipelineServices, RequestContext
 from .metering import RequestBilling
@@ -149,9 +150,27 @@ class ValidateStep(BaseStep):
     name = "validate"
 
     async def __call__(self, ctx: RequestContext, call_next: Next) -> None:
-        ctx.chat = parse_chat_request(ctx.body, ctx.headers, max_body_bytes=self.services.settings.max_body_bytes)
-        ctx.model = await self.resolve_model(ctx.chat.model)
+        if ctx.kind == product.KIND:
+            await self._product(ctx)
+        else:
+            ctx.chat = parse_chat_request(ctx.body, ctx.headers, max_body_bytes=self.services.settings.max_body_bytes)
+            ctx.model = await self.resolve_model(ctx.chat.model)
         await call_next(ctx)
+
+    async def _product(self, ctx: RequestContext) -> None:
+        """The product stream: the history comes from the conversation, truncated to the context."""
+        assert ctx.principal is not None
+        settings = self.services.settings
+        body = product.parse_product_body(ctx.body, max_body_bytes=settings.max_body_bytes)
+        ctx.model = await self.resolve_model(body["model"])
+        async with self.services.sessions() as session:
+            stored = await list_messages(session, principal=ctx.principal, conversation_id=body["conversation_id"])
+        messages, reserve, dropped = product.build_messages(
+            stored=stored, body=body, context_window=ctx.model.context_window,
+            default_cap=settings.default_max_output_tokens)
+        ctx.chat = product.product_chat_request(body=body, messages=messages, reserve=reserve)
+        ctx.detail.update(conversation_id=body["conversation_id"], history_messages=len(stored),
+                          history_dropped=dropped or None, regenerate=body.get("regenerate") or None)
 
     async def resolve_model(self, name: str) -> ModelInfo:
         cached = self.services.models.get(name)
@@ -180,11 +199,14 @@ class ConversationStep(BaseStep):
             ctx.conversation = await get_conversation(
                 session, principal=ctx.principal, conversation_id=ctx.chat.conversation_id)
         await call_next(ctx)
-        if ctx.error_code is None and ctx.reply_text is not None:
+        # A reply the caller stopped is kept (DESIGN §12.7).
+        if ctx.error_code in (None, "cancelled") and ctx.reply_text is not None:
             usage = ctx.usage or {}
-            turns = [Turn("user", ctx.chat.last_user_text(), tokens=usage.get("prompt_tokens")),
-                     Turn("assistant", ctx.reply_text, model=ctx.model.name if ctx.model else None,
-                          tokens=usage.get("completion_tokens"))]
+            turns = [Turn("user", ctx.chat.last_user_text(), tokens=usage.get("prompt_tokens"))]
+            if not ctx.chat.store_user_turn:
+                turns = []
+            turns.append(Turn("assistant", ctx.reply_text, model=ctx.model.name if ctx.model else None,
+                              tokens=usage.get("completion_tokens")))
             async with self.services.sessions() as session:
                 await append_turns(session, conversation=ctx.conversation, turns=turns,
                                    trace_id=ctx.trace_id, request_id=ctx.request_id)
@@ -238,6 +260,9 @@ class UpstreamStep(BaseStep):
         observer = StreamObserver(strip_usage=not ctx.chat.include_usage, collect_text=ctx.conversation is not None,
                                   usage_extra=extra)
         drain = Drain(self, billing)
+        ctx.stop = drain.cancel
+        if ctx.cancel_requested:
+            drain.cancel()
         started = False
 
         def on_data(chunk: bytes) -> None:
@@ -268,6 +293,7 @@ class UpstreamStep(BaseStep):
             tail = observer.flush_tail()
             sink.end_stream(tail + (b"" if observer.done_seen else SSE_DONE))
         finally:
+            ctx.stop = None
             drain.stop()
             ctx.usage = observer.usage
             ctx.upstream_response_id = observer.response_id
@@ -302,6 +328,11 @@ class Drain:
         billing.drained = True
         self._timer = asyncio.get_running_loop().call_later(settings.drain_timeout_s, self._stop_reading,
                                                             "drain_timeout")
+
+    def cancel(self) -> None:
+        """The caller pressed Stop: stop reading now; the bill is what was generated so far."""
+        if self.billing is not None and self.billing.cut is None and self.cut is not None:
+            self._stop_reading("cancelled")
 
     def _stop_reading(self, reason: str) -> None:
         assert self.billing is not None and self.cut is not None

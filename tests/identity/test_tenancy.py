@@ -45,6 +45,31 @@ def chat_with_foreign_conversation(world: World) -> None:
     assert detail["messages"] == []
 
 
+def product_stream_with_foreign_conversation(world: World) -> None:
+    conv = _a_conversation(world)
+    response = world.call("POST", "/chat/stream", key=_b(world),
+                          json={"model": MODEL, "content": "x", "conversation_id": conv})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "conversation_not_found"
+    detail = world.call("GET", f"/conversations/{conv}", key=world.a.people["owner"].key).json()
+    assert detail["messages"] == []
+
+
+def cancel_foreign_stream(world: World) -> None:
+    """Org B cannot stop org A's running stream (nor tell it exists)."""
+    import httpx
+
+    conv = _a_conversation(world)
+    body = {"model": MODEL, "content": "x [sim:tokens=40] [sim:token_latency_ms=10]", "conversation_id": conv}
+    headers = {"Authorization": f"Bearer {world.a.people['owner'].key}"}
+    with httpx.stream("POST", world.gw.url + "/deepspace/api/chat/stream", json=body, headers=headers,
+                      timeout=20) as stream:
+        request_id = stream.headers["X-Request-Id"]
+        refused = world.call("POST", f"/chat/{request_id}/cancel", key=_b(world))
+        text = stream.read().decode()
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "stream_not_found"
+    assert '"cancelled":false' in text and text.count("event: delta") == 40
+
+
 def me_shows_only_own(world: World) -> None:
     me = world.call("GET", "/me", key=_b(world)).json()
     assert me["org_id"] == world.b.id and [o["id"] for o in me["orgs"]] == [world.b.id]
@@ -259,6 +284,8 @@ def file_foreign(world: World) -> None:
 A = "/deepspace/api"
 CASES: dict[tuple[str, str], Callable[[World], None]] = {
     ("/deepspace/v1/chat/completions", "post"): chat_with_foreign_conversation,
+    (f"{A}/chat/stream", "post"): product_stream_with_foreign_conversation,
+    (f"{A}/chat/{{request_id}}/cancel", "post"): cancel_foreign_stream,
     (f"{A}/me", "get"): me_shows_only_own,
     (f"{A}/orgs", "get"): orgs_lists_only_own,
     (f"{A}/members", "get"): members_lists_only_own,

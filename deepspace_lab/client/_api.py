@@ -1,0 +1,102 @@
+"""The product API's calls, shared by the sync and the async client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._base import API, V1, Call
+
+
+def me() -> Call:
+    return Call("GET", API + "/me")
+
+
+def orgs() -> Call:
+    return Call("GET", API + "/orgs")
+
+
+def projects() -> Call:
+    return Call("GET", API + "/projects")
+
+
+def create_project(name: str) -> Call:
+    return Call("POST", API + "/projects", json={"name": name})
+
+
+def keys() -> Call:
+    return Call("GET", API + "/keys")
+
+
+def create_key(*, name: str | None, scopes: list[str] | None, project_id: str | None,
+               expires_at: str | None) -> Call:
+    body = {k: v for k, v in (("name", name), ("scopes", scopes), ("project_id", project_id),
+                              ("expires_at", expires_at)) if v is not None}
+    return Call("POST", API + "/keys", json=body)
+
+
+def revoke_key(key_id: str) -> Call:
+    return Call("DELETE", f"{API}/keys/{key_id}")
+
+
+def conversations(*, limit: int | None, cursor: str | None) -> Call:
+    return Call("GET", API + "/conversations", params={"limit": limit, "cursor": cursor})
+
+
+def create_conversation(title: str) -> Call:
+    return Call("POST", API + "/conversations", json={"title": title})
+
+
+def conversation(conversation_id: str) -> Call:
+    return Call("GET", f"{API}/conversations/{conversation_id}")
+
+
+def rename_conversation(conversation_id: str, title: str) -> Call:
+    return Call("PATCH", f"{API}/conversations/{conversation_id}", json={"title": title})
+
+
+def delete_conversation(conversation_id: str) -> Call:
+    return Call("DELETE", f"{API}/conversations/{conversation_id}")
+
+
+def wallet() -> Call:
+    return Call("GET", API + "/wallet")
+
+
+def transactions(*, limit: int | None, cursor: str | None) -> Call:
+    return Call("GET", API + "/wallet/transactions", params={"limit": limit, "cursor": cursor})
+
+
+def usage(filters: dict[str, Any]) -> Call:
+    return Call("GET", API + "/usage", params=filters)
+
+
+def limits() -> Call:
+    return Call("GET", API + "/limits")
+
+
+def models() -> Call:
+    return Call("GET", V1 + "/models")
+
+
+def health() -> Call:
+    return Call("GET", API + "/health", auth=False)
+
+
+def login(email: str, password: str) -> Call:
+    return Call("POST", API + "/auth/login", json={"email": email, "password": password}, auth=False)
+
+
+def logout() -> Call:
+    return Call("POST", API + "/auth/logout")
+
+
+def cancel(request_id: str) -> Call:
+    return Call("POST", f"{API}/chat/{request_id}/cancel")
+
+
+def chat(body: dict[str, Any]) -> Call:
+    return Call("POST", V1 + "/chat/completions", json=body)
+
+
+def product_stream(body: dict[str, Any]) -> Call:
+    return Call("POST", API + "/chat/stream", json=body, headers={"Accept": "text/event-stream"})

@@ -1,0 +1,255 @@
+"""The asynchronous client (widgets and the ``%%deepspace`` magic: streams run as asyncio tasks on
+the kernel's loop, so a Stop button is handled mid-stream)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from . import _api
+from ._base import (
+    BaseClient,
+    Call,
+    ChatEvent,
+    chat_body,
+    connection_error,
+    decode,
+    event_data,
+    is_expired,
+    openai_chunk,
+    product_stream_body,
+    raise_for_response,
+)
+from ._config import ClientConfig
+from ._errors import DeepSpaceClientError
+from ._sse import SSEDecoder
+
+
+class AsyncDeepSpaceClient(BaseClient):
+    """``AsyncDeepSpaceClient()`` reads the environment; pass ``base_url`` / ``api_key`` to be explicit.
+    ``transport`` is for tests (``httpx.MockTransport``)."""
+
+    def __init__(self, *, base_url: str | None = None, api_key: str | None = None, access_token: str | None = None,
+                 refresh_token: str | None = None, project_id: str | None = None, timeout_s: float = 60.0,
+                 transport: httpx.AsyncBaseTransport | None = None, config: ClientConfig | None = None) -> None:
+        super().__init__(config or ClientConfig.resolve(
+            base_url=base_url, api_key=api_key, access_token=access_token, refresh_token=refresh_token,
+            project_id=project_id, timeout_s=timeout_s))
+        self._http = httpx.AsyncClient(base_url=self.config.base_url, timeout=self.config.timeout_s,
+                                       transport=transport)
+        self._refresh_lock = asyncio.Lock()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncDeepSpaceClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    # -- plumbing -------------------------------------------------------------------------
+    async def _refresh(self, *, force: bool = False) -> None:
+        """Renew the access token (once, however many tasks noticed it expiring)."""
+        creds = self.config.credentials
+        async with self._refresh_lock:
+            if not creds.refresh_token or not (force or creds.needs_refresh()):
+                return
+            seen = creds.refresh_token
+            response = await self._http.request(**self._args(self._refresh_call()))
+            if creds.refresh_token == seen:
+                creds.update(decode(response))
+
+    def _args(self, call: Call) -> dict[str, Any]:
+        return {"method": call.method, "url": call.path, **self._request_kwargs(call)}
+
+    async def _send(self, call: Call) -> Any:
+        try:
+            if call.auth and self.config.credentials.needs_refresh():
+                await self._refresh()
+            response = await self._http.request(**self._args(call))
+            try:
+                return decode(response)
+            except DeepSpaceClientError as exc:
+                if not (call.auth and is_expired(exc) and self.config.credentials.refresh_token):
+                    raise
+            await self._refresh(force=True)
+            return decode(await self._http.request(**self._args(call)))
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self.base_url) from None
+
+    async def _open_stream(self, call: Call) -> tuple[Any, httpx.Response]:
+        try:
+            if call.auth and self.config.credentials.needs_refresh():
+                await self._refresh()
+            manager = self._http.stream(**self._args(call))
+            response = await manager.__aenter__()
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self.base_url) from None
+        if response.status_code >= 400:
+            body = await response.aread()
+            await manager.__aexit__(None, None, None)
+            raise_for_response(response, body)
+        return manager, response
+
+    # -- OpenAI-compatible chat -----------------------------------------------------------
+    async def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
+        """A non-streaming chat completion (the OpenAI JSON answer)."""
+        result: dict[str, Any] = await self._send(_api.chat(chat_body(model, messages, params, stream=False)))
+        return result
+
+    def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> AsyncChatCompletionStream:
+        """A streaming chat completion: iterate the OpenAI chunks (dicts)."""
+        return AsyncChatCompletionStream(self, _api.chat(chat_body(model, messages, params, stream=True)))
+
+    # -- the product stream ---------------------------------------------------------------
+    def stream_chat(self, *, conversation_id: str, content: str | None = None, model: str, system: str | None = None,
+                    regenerate: bool = False, **params: Any) -> AsyncProductStream:
+        """Send ``content`` in a conversation; iterate its :class:`ChatEvent` s. The Gateway builds
+        the history; ``stream.request_id`` is what :meth:`cancel` takes."""
+        body = product_stream_body(conversation_id=conversation_id, content=content, model=model, system=system,
+                                   regenerate=regenerate, params=params)
+        return AsyncProductStream(self, _api.product_stream(body))
+
+    async def cancel(self, request_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._send(_api.cancel(request_id))
+        return result
+
+    # -- product API ----------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        return dict(await self._send(_api.health()))
+
+    async def login(self, email: str, password: str) -> dict[str, Any]:
+        """Log in; the client then acts with the new tokens (renewed as they expire)."""
+        pair = dict(await self._send(_api.login(email, password)))
+        self.config.credentials.update(pair)
+        return pair
+
+    async def logout(self) -> None:
+        await self._send(_api.logout())
+
+    async def me(self) -> dict[str, Any]:
+        return dict(await self._send(_api.me()))
+
+    async def orgs(self) -> list[dict[str, Any]]:
+        return list((await self._send(_api.orgs()))["data"])
+
+    async def projects(self) -> list[dict[str, Any]]:
+        return list((await self._send(_api.projects()))["data"])
+
+    async def create_project(self, name: str) -> dict[str, Any]:
+        return dict(await self._send(_api.create_project(name)))
+
+    async def keys(self) -> list[dict[str, Any]]:
+        return list((await self._send(_api.keys()))["data"])
+
+    async def create_key(self, *, name: str | None = None, scopes: list[str] | None = None,
+                         project_id: str | None = None, expires_at: str | None = None) -> dict[str, Any]:
+        """A new API key; its secret (``api_key``) is in this answer only."""
+        return dict(await self._send(_api.create_key(name=name, scopes=scopes, project_id=project_id,
+                                               expires_at=expires_at)))
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return dict(await self._send(_api.revoke_key(key_id)))
+
+    async def conversations(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        return dict(await self._send(_api.conversations(limit=limit, cursor=cursor)))
+
+    async def create_conversation(self, title: str = "") -> dict[str, Any]:
+        return dict(await self._send(_api.create_conversation(title)))
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """A conversation with its messages."""
+        return dict(await self._send(_api.conversation(conversation_id)))
+
+    async def rename_conversation(self, conversation_id: str, title: str) -> dict[str, Any]:
+        return dict(await self._send(_api.rename_conversation(conversation_id, title)))
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        await self._send(_api.delete_conversation(conversation_id))
+
+    async def wallet(self) -> dict[str, Any]:
+        return dict(await self._send(_api.wallet()))
+
+    async def transactions(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        return dict(await self._send(_api.transactions(limit=limit, cursor=cursor)))
+
+    async def usage(self, **filters: Any) -> dict[str, Any]:
+        """Usage records; filters: project_id, api_key_id, model, since, until, limit, cursor."""
+        return dict(await self._send(_api.usage(filters)))
+
+    async def limits(self) -> dict[str, Any]:
+        return dict(await self._send(_api.limits()))
+
+    async def models(self) -> list[dict[str, Any]]:
+        return list((await self._send(_api.models()))["data"])
+
+
+class _AsyncStream:
+    def __init__(self, client: AsyncDeepSpaceClient, call: Call) -> None:
+        self._client, self._call = client, call
+        self._manager: Any = None
+        self.response: httpx.Response | None = None
+
+    @property
+    def request_id(self) -> str | None:
+        return self.response.headers.get("X-Request-Id") if self.response is not None else None
+
+    async def open(self) -> None:
+        if self.response is None:
+            self._manager, self.response = await self._client._open_stream(self._call)
+
+    async def aclose(self) -> None:
+        if self._manager is not None:
+            manager, self._manager = self._manager, None
+            await manager.__aexit__(None, None, None)
+
+    async def _events(self) -> AsyncIterator[Any]:
+        await self.open()
+        assert self.response is not None
+        decoder = SSEDecoder()
+        try:
+            async for text in self.response.aiter_text():
+                for event in decoder.feed(text):
+                    yield event
+            for event in decoder.close():
+                yield event
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self._client.base_url) from None
+        finally:
+            await self.aclose()
+
+    async def __aexit__(self, typ: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+class AsyncChatCompletionStream(_AsyncStream):
+    """OpenAI chunks (dicts); an error the Gateway sends mid-stream is raised as its typed error."""
+
+    async def __aenter__(self) -> AsyncChatCompletionStream:
+        await self.open()
+        return self
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        async for event in self._events():
+            chunk = openai_chunk(event.data)
+            if chunk is None:
+                return
+            yield chunk
+
+
+class AsyncProductStream(_AsyncStream):
+    """The product stream's events, in order; ends after ``done``."""
+
+    async def __aenter__(self) -> AsyncProductStream:
+        await self.open()
+        return self
+
+    async def __aiter__(self) -> AsyncIterator[ChatEvent]:
+        async for event in self._events():
+            yield ChatEvent(event.event, event_data(event.data))

@@ -1,0 +1,147 @@
+"""What both clients share: how each call is built and how each answer is read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ._config import ClientConfig
+from ._errors import ConnectionFailed, DeepSpaceClientError, error_from_body
+
+API = "/deepspace/api"
+V1 = "/deepspace/v1"
+USER_AGENT = "deepspace-lab-client"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    #: False: send no credential (login, refresh)
+    auth: bool = True
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEvent:
+    """One event of the product stream: ``delta``, ``thought``, ``tool_call``, ``tool_result``,
+    ``citation``, ``usage``, ``billing``, ``error`` or ``done``."""
+
+    event: str
+    data: dict[str, Any]
+
+
+def chat_body(model: str, messages: list[dict[str, Any]], params: Mapping[str, Any], *, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "messages": messages, **params}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def product_stream_body(*, conversation_id: str, content: str | None, model: str, system: str | None,
+                        regenerate: bool, params: Mapping[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"conversation_id": conversation_id, "model": model, **params}
+    if content is not None:
+        body["content"] = content
+    if system:
+        body["system"] = system
+    if regenerate:
+        body["regenerate"] = True
+    return body
+
+
+def clean_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+class BaseClient:
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url
+
+    @property
+    def openai_base_url(self) -> str:
+        """For the official OpenAI SDK: ``OpenAI(base_url=client.openai_base_url, api_key=…)``."""
+        return self.config.base_url + V1
+
+    def _headers(self, call: Call) -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT, **call.headers}
+        bearer = self.config.credentials.bearer() if call.auth else None
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+            if self.config.project_id and self.config.credentials.kind == "token":
+                headers["X-DeepSpace-Project"] = self.config.project_id
+        return headers
+
+    def _request_kwargs(self, call: Call) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"headers": self._headers(call)}
+        if call.params:
+            kwargs["params"] = clean_params(call.params)
+        if call.json is not None:
+            kwargs["json"] = call.json
+        return kwargs
+
+    def _refresh_call(self) -> Call:
+        return Call("POST", API + "/auth/refresh", json={"refresh_token": self.config.credentials.refresh_token},
+                    auth=False)
+
+
+def raise_for_response(response: httpx.Response, body: bytes) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        parsed: Any = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    retry = response.headers.get("Retry-After")
+    raise error_from_body(parsed, status=response.status_code, retry_after=float(retry) if retry and
+                          retry.replace(".", "", 1).isdigit() else None,
+                          request_id=response.headers.get("X-Request-Id"), trace_id=response.headers.get("X-Trace-Id"))
+
+
+def decode(response: httpx.Response) -> Any:
+    raise_for_response(response, response.content)
+    if response.status_code == 204 or not response.content:
+        return None
+    return response.json()
+
+
+def connection_error(exc: httpx.TransportError, base_url: str) -> ConnectionFailed:
+    return ConnectionFailed(f"cannot reach the Gateway at {base_url}: {exc}", code="connection_error")
+
+
+def is_expired(error: DeepSpaceClientError) -> bool:
+    return error.code == "token_expired"
+
+
+def event_data(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {"raw": raw}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def openai_chunk(raw: str) -> dict[str, Any] | None:
+    """A decoded OpenAI stream chunk; None for ``[DONE]``; raises an ``error`` chunk's error."""
+    if raw.strip() == "[DONE]":
+        return None
+    chunk = event_data(raw)
+    if "error" in chunk:
+        raise error_from_body(chunk, status=None)
+    return chunk
+
+
+def stream_error(data: Mapping[str, Any]) -> DeepSpaceClientError:
+    """The typed error of a product stream's ``error`` event."""
+    status = data.get("status")
+    return error_from_body({"error": dict(data)}, status=status if isinstance(status, int) else None)

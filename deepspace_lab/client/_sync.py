@@ -1,0 +1,248 @@
+"""The synchronous client (scripts, papermill jobs, ``%deepspace`` line commands)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from . import _api
+from ._base import (
+    BaseClient,
+    Call,
+    ChatEvent,
+    chat_body,
+    connection_error,
+    decode,
+    event_data,
+    is_expired,
+    openai_chunk,
+    product_stream_body,
+    raise_for_response,
+)
+from ._config import ClientConfig
+from ._errors import DeepSpaceClientError
+from ._sse import SSEDecoder
+
+
+class DeepSpaceClient(BaseClient):
+    """``DeepSpaceClient()`` reads the environment; pass ``base_url`` / ``api_key`` to be explicit.
+    ``transport`` is for tests (``httpx.MockTransport``)."""
+
+    def __init__(self, *, base_url: str | None = None, api_key: str | None = None, access_token: str | None = None,
+                 refresh_token: str | None = None, project_id: str | None = None, timeout_s: float = 60.0,
+                 transport: httpx.BaseTransport | None = None, config: ClientConfig | None = None) -> None:
+        super().__init__(config or ClientConfig.resolve(
+            base_url=base_url, api_key=api_key, access_token=access_token, refresh_token=refresh_token,
+            project_id=project_id, timeout_s=timeout_s))
+        self._http = httpx.Client(base_url=self.config.base_url, timeout=self.config.timeout_s, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DeepSpaceClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _refresh(self, *, force: bool = False) -> None:
+        """Renew the access token (once, however many threads noticed it expiring)."""
+        creds = self.config.credentials
+        with creds.lock:
+            if not creds.refresh_token or not (force or creds.needs_refresh()):
+                return
+            seen = creds.refresh_token
+            response = self._http.request(**self._args(self._refresh_call()))
+            if creds.refresh_token == seen:
+                creds.update(decode(response))
+
+    def _args(self, call: Call) -> dict[str, Any]:
+        return {"method": call.method, "url": call.path, **self._request_kwargs(call)}
+
+    def _send(self, call: Call) -> Any:
+        try:
+            if call.auth and self.config.credentials.needs_refresh():
+                self._refresh()
+            response = self._http.request(**self._args(call))
+            try:
+                return decode(response)
+            except DeepSpaceClientError as exc:
+                if not (call.auth and is_expired(exc) and self.config.credentials.refresh_token):
+                    raise
+            self._refresh(force=True)
+            return decode(self._http.request(**self._args(call)))
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self.base_url) from None
+
+    def _open_stream(self, call: Call) -> tuple[Any, httpx.Response]:
+        try:
+            if call.auth and self.config.credentials.needs_refresh():
+                self._refresh()
+            manager = self._http.stream(**self._args(call))
+            response = manager.__enter__()
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self.base_url) from None
+        if response.status_code >= 400:
+            body = response.read()
+            manager.__exit__(None, None, None)
+            raise_for_response(response, body)
+        return manager, response
+
+    # -- OpenAI-compatible chat -----------------------------------------------------------
+    def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
+        """A non-streaming chat completion (the OpenAI JSON answer)."""
+        result: dict[str, Any] = self._send(_api.chat(chat_body(model, messages, params, stream=False)))
+        return result
+
+    def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> ChatCompletionStream:
+        """A streaming chat completion: iterate the OpenAI chunks (dicts)."""
+        return ChatCompletionStream(self, _api.chat(chat_body(model, messages, params, stream=True)))
+
+    # -- the product stream ---------------------------------------------------------------
+    def stream_chat(self, *, conversation_id: str, content: str | None = None, model: str, system: str | None = None,
+                    regenerate: bool = False, **params: Any) -> ProductStream:
+        """Send ``content`` in a conversation; iterate its :class:`ChatEvent` s. The Gateway builds
+        the history; ``stream.request_id`` is what :meth:`cancel` takes."""
+        body = product_stream_body(conversation_id=conversation_id, content=content, model=model, system=system,
+                                   regenerate=regenerate, params=params)
+        return ProductStream(self, _api.product_stream(body))
+
+    def cancel(self, request_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._send(_api.cancel(request_id))
+        return result
+
+    # -- product API ----------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return dict(self._send(_api.health()))
+
+    def login(self, email: str, password: str) -> dict[str, Any]:
+        """Log in; the client then acts with the new tokens (renewed as they expire)."""
+        pair = dict(self._send(_api.login(email, password)))
+        self.config.credentials.update(pair)
+        return pair
+
+    def logout(self) -> None:
+        self._send(_api.logout())
+
+    def me(self) -> dict[str, Any]:
+        return dict(self._send(_api.me()))
+
+    def orgs(self) -> list[dict[str, Any]]:
+        return list(self._send(_api.orgs())["data"])
+
+    def projects(self) -> list[dict[str, Any]]:
+        return list(self._send(_api.projects())["data"])
+
+    def create_project(self, name: str) -> dict[str, Any]:
+        return dict(self._send(_api.create_project(name)))
+
+    def keys(self) -> list[dict[str, Any]]:
+        return list(self._send(_api.keys())["data"])
+
+    def create_key(self, *, name: str | None = None, scopes: list[str] | None = None, project_id: str | None = None,
+                   expires_at: str | None = None) -> dict[str, Any]:
+        """A new API key; its secret (``api_key``) is in this answer only."""
+        return dict(self._send(_api.create_key(name=name, scopes=scopes, project_id=project_id,
+                                               expires_at=expires_at)))
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return dict(self._send(_api.revoke_key(key_id)))
+
+    def conversations(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        return dict(self._send(_api.conversations(limit=limit, cursor=cursor)))
+
+    def create_conversation(self, title: str = "") -> dict[str, Any]:
+        return dict(self._send(_api.create_conversation(title)))
+
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """A conversation with its messages."""
+        return dict(self._send(_api.conversation(conversation_id)))
+
+    def rename_conversation(self, conversation_id: str, title: str) -> dict[str, Any]:
+        return dict(self._send(_api.rename_conversation(conversation_id, title)))
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        self._send(_api.delete_conversation(conversation_id))
+
+    def wallet(self) -> dict[str, Any]:
+        return dict(self._send(_api.wallet()))
+
+    def transactions(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        return dict(self._send(_api.transactions(limit=limit, cursor=cursor)))
+
+    def usage(self, **filters: Any) -> dict[str, Any]:
+        """Usage records; filters: project_id, api_key_id, model, since, until, limit, cursor."""
+        return dict(self._send(_api.usage(filters)))
+
+    def limits(self) -> dict[str, Any]:
+        return dict(self._send(_api.limits()))
+
+    def models(self) -> list[dict[str, Any]]:
+        return list(self._send(_api.models())["data"])
+
+
+class _Stream:
+    def __init__(self, client: DeepSpaceClient, call: Call) -> None:
+        self._client, self._call = client, call
+        self._manager: Any = None
+        self.response: httpx.Response | None = None
+
+    @property
+    def request_id(self) -> str | None:
+        return self.response.headers.get("X-Request-Id") if self.response is not None else None
+
+    def open(self) -> None:
+        if self.response is None:
+            self._manager, self.response = self._client._open_stream(self._call)
+
+    def close(self) -> None:
+        if self._manager is not None:
+            self._manager.__exit__(None, None, None)
+            self._manager = None
+
+    def _events(self) -> Iterator[Any]:
+        self.open()
+        assert self.response is not None
+        decoder = SSEDecoder()
+        try:
+            for text in self.response.iter_text():
+                yield from decoder.feed(text)
+            yield from decoder.close()
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self._client.base_url) from None
+        finally:
+            self.close()
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class ChatCompletionStream(_Stream):
+    """OpenAI chunks (dicts); an error the Gateway sends mid-stream is raised as its typed error."""
+
+    def __enter__(self) -> ChatCompletionStream:
+        self.open()
+        return self
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for event in self._events():
+            chunk = openai_chunk(event.data)
+            if chunk is None:
+                return
+            yield chunk
+
+
+class ProductStream(_Stream):
+    """The product stream's events, in order; ends after ``done``."""
+
+    def __enter__(self) -> ProductStream:
+        self.open()
+        return self
+
+    def __iter__(self) -> Iterator[ChatEvent]:
+        for event in self._events():
+            yield ChatEvent(event.event, event_data(event.data))
