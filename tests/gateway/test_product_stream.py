@@ -99,7 +99,8 @@ def test_a_long_history_is_truncated_to_the_context_window(gateway: Gateway) -> 
     ({"conversation_id": "conv_x", "model": MODEL, "content": "x", "max_tokens": 0}, "invalid_type"),
 ])
 def test_bad_bodies_are_400_with_a_stable_code(gateway: Gateway, body: dict[str, Any], code: str) -> None:
-    response = httpx.post(gateway.url + STREAM, json=body, headers={"Authorization": f"Bearer {gateway.tenant.api_key}"})
+    response = httpx.post(gateway.url + STREAM, json=body,
+                          headers={"Authorization": f"Bearer {gateway.tenant.api_key}"})
     assert response.status_code == 400 and response.json()["error"]["code"] == code
 
 
@@ -113,8 +114,8 @@ def test_an_unknown_conversation_is_404_and_nothing_is_billed(gateway: Gateway) 
 def test_an_upstream_failure_mid_stream_is_an_error_event_then_usage_billing_done(gateway: Gateway) -> None:
     client = client_of(gateway)
     conv = client.create_conversation()["id"]
-    events = list(client.stream_chat(conversation_id=conv, content="x [sim:tokens=9] [sim:fail_after=3] [sim:token_latency_ms=20]",
-                                     model=MODEL))
+    content = "x [sim:tokens=9] [sim:fail_after=3] [sim:token_latency_ms=20]"
+    events = list(client.stream_chat(conversation_id=conv, content=content, model=MODEL))
     names = [e.event for e in events]
     assert "error" in names and names[-3:] == ["usage", "billing", "done"]
     assert events[-1].data["error_code"] == "upstream_stream_interrupted"
