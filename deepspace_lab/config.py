@@ -133,6 +133,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("pipeline_steps", str, "",
                 "Comma-separated extension steps (entry-point group deepspace_lab.pipeline_steps) "
                 "to run between the core steps, in order. Core steps cannot be listed."),
+    SettingSpec("gateway_url", str, None,
+                "Remote mode, on a Jupyter server: the shared Gateway's URL (server root). Set, the extension "
+                "hosts no Gateway and needs no database or upstream settings; each kernel gets this URL and its "
+                "user's own token, exchanged for the server's JUPYTERHUB_API_TOKEN."),
     SettingSpec("jupyterhub_api_url", str, None,
                 "Remote mode, on the gateway: the JupyterHub API (https://hub/hub/api) against which a "
                 "Jupyter server's Hub token is checked before its user gets a DeepSpace token."),
@@ -202,6 +206,7 @@ class Settings:
     rate_limit_failure_mode: str = "open"
     simulator_token_latency_ms: float = 15.0
     pipeline_steps: str = ""
+    gateway_url: str | None = None
     jupyterhub_api_url: str | None = None
     jupyter_user_org: str | None = None
     jupyter_user_role: str = "member"

@@ -7,16 +7,19 @@ unset falls back to its ``DEEPSPACE_*`` environment variable, then to the defaul
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Int, TraitType, Unicode
 
+from deepspace_lab.client import gateway_root
 from deepspace_lab.config import SPECS, Settings
 from deepspace_lab.logs import configure_logging
 from deepspace_lab.runtime import Runtime
 
-from .jupyter_handlers import KERNEL_TOKEN_PATH, KernelTokenHandler
+from .jupyter_handlers import KERNEL_ACCESS_TTL, KERNEL_REFRESH_TTL, KERNEL_TOKEN_PATH, KernelTokenHandler
+from .kernels import HubTokens, KernelHandoff, LocalTokens, TokenSource
 from .lifecycle import GatewayLifecycle
 from .routes import all_handlers
 
@@ -70,6 +73,7 @@ class DeepSpaceApp(ExtensionApp):
     rate_limit_failure_mode = _trait("rate_limit_failure_mode")
     simulator_token_latency_ms = _trait("simulator_token_latency_ms")
     pipeline_steps = _trait("pipeline_steps")
+    gateway_url = _trait("gateway_url")
     jupyterhub_api_url = _trait("jupyterhub_api_url")
     jupyter_user_org = _trait("jupyter_user_org")
     jupyter_user_role = _trait("jupyter_user_role")
@@ -82,18 +86,35 @@ class DeepSpaceApp(ExtensionApp):
     def initialize_settings(self) -> None:
         settings = self.deepspace_settings()
         configure_logging(level=settings.log_level, fmt=settings.log_format)
-        self.runtime = Runtime(settings)
-        self.lifecycle = GatewayLifecycle(self.runtime)
+        self.runtime: Runtime | None = None
+        self.lifecycle: GatewayLifecycle | None = None
+        source: TokenSource
+        if settings.gateway_url:  # remote mode: no Gateway here, no database, no upstream secret
+            remote_url = gateway_root(settings.gateway_url)
+            source = HubTokens(remote_url, os.environ.get("JUPYTERHUB_API_TOKEN"))
+            self.handoff = KernelHandoff(source, lambda: remote_url)
+        else:
+            self.runtime = Runtime(settings)
+            self.lifecycle = GatewayLifecycle(self.runtime)
+            source = LocalTokens(self.runtime, access_ttl=KERNEL_ACCESS_TTL, refresh_ttl=KERNEL_REFRESH_TTL)
+            self.handoff = KernelHandoff(source, lambda: gateway_root(self.serverapp.connection_url))
+        self.token_source = source
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(all_handlers(self.runtime))
+        if self.runtime is not None:
+            self.handlers.extend(all_handlers(self.runtime))
         # Before the catch-all 404 of all_handlers? Tornado matches in order, so insert first.
-        self.handlers.insert(0, (KERNEL_TOKEN_PATH, KernelTokenHandler, {"runtime": self.runtime}))
+        self.handlers.insert(0, (KERNEL_TOKEN_PATH, KernelTokenHandler, {"source": self.token_source}))
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        self.handoff.install(serverapp.kernel_manager)
+        if self.lifecycle is None or self.runtime is None:
+            self.log.info("DeepSpace remote mode: kernels use the Gateway at %s", self.deepspace_settings().gateway_url)
+            return
         await self.lifecycle.start()
         self.log.info("DeepSpace Gateway at %sdeepspace/v1 (%s upstream)", serverapp.connection_url,
                       "SIMULATED" if self.runtime.upstream_is_simulated else "configured")
 
     async def stop_extension(self) -> None:
-        await self.lifecycle.stop()
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()

@@ -21,12 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from deepspace_lab.auth import open_session
-from deepspace_lab.auth.jupyter import map_jupyter_user, single_user
+from deepspace_lab.auth.jupyter import map_jupyter_user
 from deepspace_lab.errors import AuthError, DeepSpaceError, NotFound, ServiceUnavailable
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
 
 from .api import ApiHandler, field, json_body
+from .kernels import TokenSource
 
 KERNEL_TOKEN_PATH = "/deepspace/api/jupyter/token"
 KERNEL_ACCESS_TTL = timedelta(minutes=15)
@@ -34,25 +35,23 @@ KERNEL_REFRESH_TTL = timedelta(hours=12)
 
 
 class KernelTokenHandler(APIHandler):  # type: ignore[misc]
+    """The Jupyter user's DeepSpace token pair (what kernels get at start, DESIGN §12.4), for a
+    frontend or a kernel that needs a new one; in remote mode it comes from the shared Gateway."""
+
     auth_resource = "deepspace"
 
-    def initialize(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def initialize(self, source: TokenSource) -> None:
+        self.source = source
 
     @tornado.web.authenticated
     async def post(self) -> None:
         try:
-            async with self.runtime.sessions() as session:
-                user = await single_user(session)
-                pair = await open_session(session, secret_key=self.runtime.settings.require_secret_key(),
-                                          user_id=user.id, kind="kernel", access_ttl=KERNEL_ACCESS_TTL,
-                                          refresh_ttl=KERNEL_REFRESH_TTL)
-                await session.commit()
+            pair = await self.source.tokens()
         except DeepSpaceError as exc:
             self.set_status(exc.http_status)
             self.finish(orjson.dumps(exc.to_dict()))
             return
-        self.finish(orjson.dumps(dict(pair.to_dict(), user_id=user.id)))
+        self.finish(orjson.dumps(pair))
 
 
 class HubExchangeHandler(ApiHandler):
