@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deepspace_lab.billing import get_wallet
@@ -78,6 +79,18 @@ class ChatStreamHandler(DeepSpaceHandler):
                 "available_micros": wallet.available_micros}
 
 
+class ChatEstimateHandler(DeepSpaceHandler):
+    """The hold a product-stream request would take: the cost shown before sending."""
+
+    async def post(self) -> None:
+        async def endpoint(ctx: RequestContext) -> None:
+            estimate = await product.estimate_hold(self.runtime.services, principal=principal_of(ctx), raw=ctx.body)
+            ctx.sink.set_json(orjson.dumps(estimate))  # type: ignore[union-attr]
+
+        await self.runtime.pipeline.run(self.context(kind="api.chat.estimate", action="chat"), endpoint)
+        self.finish_sink()
+
+
 class ChatCancelHandler(ApiHandler):
     async def post(self, request_id: str) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
@@ -99,5 +112,6 @@ def default_handlers(runtime: Runtime) -> list[tuple[str, type, dict[str, Any]]]
     kwargs = {"runtime": runtime}
     return [
         (API + "/chat/stream", ChatStreamHandler, kwargs),
+        (API + "/chat/estimate", ChatEstimateHandler, kwargs),
         (API + r"/chat/([A-Za-z0-9_]{1,40})/cancel", ChatCancelHandler, kwargs),
     ]

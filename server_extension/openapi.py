@@ -176,6 +176,13 @@ SCHEMAS: dict[str, Any] = {
         "regenerate": {"type": "boolean", "description": "answer the conversation's last user message again"},
         "temperature": {"type": "number"}, "top_p": {"type": "number"},
         "max_tokens": {"type": "integer", "minimum": 1}}, ["conversation_id", "model"]),
+    "ChatEstimate": obj({"object": {"const": "chat.estimate"}, "model": STR,
+                         "hold_micros": {"type": "integer", "description": "what the request would hold: the most it "
+                                                                          "can cost"},
+                         "prompt_tokens_bound": {"type": "integer"}, "max_output_tokens": {"type": "integer"},
+                         "history_messages": {"type": "integer"}, "history_dropped": {"type": "integer"},
+                         "input_micros_per_mtok": {"type": "integer"}, "output_micros_per_mtok": {"type": "integer"}},
+                        ["object", "model", "hold_micros"]),
     "ChatCancel": obj({"object": {"const": "chat.cancel"}, "request_id": STR, "status": {"const": "cancelling"}},
                       ["object", "request_id", "status"]),
     "StreamEventDelta": obj({"content": STR}, ["content"]),
@@ -362,6 +369,9 @@ PATHS: dict[str, dict[str, Any]] = {
     f"{A}/chat/stream": {"post": op(
         "Send a message in a conversation; the answer streams as named events (the history is built here)",
         "200", None, body="ProductChatRequest", errors=("402", "404", "422", "429", "502", "503", "504"))},
+    f"{A}/chat/estimate": {"post": op(
+        "The hold (most it can cost) `POST /chat/stream` would take with this body; nothing is called or billed",
+        "200", "ChatEstimate", body="ProductChatRequest", errors=("404",))},
     f"{A}/chat/{{request_id}}/cancel": {"post": op(
         "Stop a running product stream of yours; it ends with its usage, billing and done events", "200",
         "ChatCancel", errors=("404",), params=[path_id("request_id")])},

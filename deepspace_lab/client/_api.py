@@ -100,3 +100,7 @@ def chat(body: dict[str, Any]) -> Call:
 
 def product_stream(body: dict[str, Any]) -> Call:
     return Call("POST", API + "/chat/stream", json=body, headers={"Accept": "text/event-stream"})
+
+
+def estimate(body: dict[str, Any]) -> Call:
+    return Call("POST", API + "/chat/estimate", json=body)

@@ -115,6 +115,13 @@ class AsyncDeepSpaceClient(BaseClient):
                                    regenerate=regenerate, params=params)
         return AsyncProductStream(self, _api.product_stream(body))
 
+    async def estimate(self, *, conversation_id: str, content: str | None = None, model: str,
+                       system: str | None = None, regenerate: bool = False, **params: Any) -> dict[str, Any]:
+        """What :meth:`stream_chat` with these arguments would hold (the most it can cost)."""
+        body = product_stream_body(conversation_id=conversation_id, content=content, model=model, system=system,
+                                   regenerate=regenerate, params=params)
+        return dict(await self._send(_api.estimate(body)))
+
     async def cancel(self, request_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._send(_api.cancel(request_id))
         return result

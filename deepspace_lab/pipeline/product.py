@@ -21,10 +21,16 @@ from typing import Any
 
 import orjson
 
+from ..auth.principal import Principal
+from ..billing import cost_micros, in_force, price_history
+from ..catalog import find_enabled_model
+from ..conversations import list_messages
 from ..conversations.models import Message
+from ..db.base import utcnow
 from ..errors import InvalidRequest
 from .chat import ChatRequest
-from .metering import estimate_tokens
+from .context import PipelineServices
+from .metering import estimate_tokens, worst_case_tokens
 
 KIND = "chat.product_stream"
 FIELDS = ("conversation_id", "model", "content", "system", "regenerate", "temperature", "top_p", "max_tokens")
@@ -128,3 +134,26 @@ def product_chat_request(*, body: dict[str, Any], messages: list[dict[str, Any]]
             payload[name] = body[name]
     return ChatRequest(payload=payload, model=body["model"], stream=True, include_usage=True,
                        conversation_id=body["conversation_id"], store_user_turn=not body.get("regenerate"))
+
+
+async def estimate_hold(services: PipelineServices, *, principal: Principal, raw: bytes) -> dict[str, Any]:
+    """What ``POST /chat/stream`` with this body would hold (the most it can cost) — computed
+    as the budget hold does, from the same history — without calling anything or moving money."""
+    settings = services.settings
+    body = parse_product_body(raw, max_body_bytes=settings.max_body_bytes)
+    async with services.sessions() as session:
+        model = await find_enabled_model(session, body["model"])
+        if model is None:
+            raise _bad(f"unknown model {body['model'][:200]!r}", code="model_not_found", param="model")
+        stored = await list_messages(session, principal=principal, conversation_id=body["conversation_id"])
+        price = in_force(await price_history(session, model_name=model.name), model_name=model.name, at=utcnow())
+    messages, reserve, dropped = build_messages(stored=stored, body=body, context_window=model.context_window,
+                                                default_cap=settings.default_max_output_tokens)
+    chat = product_chat_request(body=body, messages=messages, reserve=reserve)
+    bound, out = worst_case_tokens(chat, context_window=model.context_window,
+                                   default_cap=settings.default_max_output_tokens)
+    return {"object": "chat.estimate", "model": model.name, "hold_micros": cost_micros(price, tokens_in=bound,
+                                                                                          tokens_out=out),
+            "prompt_tokens_bound": bound, "max_output_tokens": out, "history_messages": len(messages) - 1,
+            "history_dropped": dropped, "input_micros_per_mtok": price.input_micros_per_mtok,
+            "output_micros_per_mtok": price.output_micros_per_mtok}

@@ -166,3 +166,16 @@ def test_another_org_cannot_cancel_a_stream(gateway: Gateway) -> None:
     assert seen.is_set() and events[-1].data["cancelled"] is False
     assert len([e for e in events if e.event == "delta"]) == 60
     wait_for(lambda: count(gateway.db, "usage_records", status="captured") == 1)
+
+
+def test_the_estimate_is_the_hold_the_stream_then_takes(gateway: Gateway) -> None:
+    client = client_of(gateway)
+    conv = client.create_conversation()["id"]
+    list(client.stream_chat(conversation_id=conv, content="earlier [sim:tokens=3]", model=MODEL))
+    estimate = client.estimate(conversation_id=conv, content="now [sim:tokens=3]", model=MODEL, max_tokens=64)
+    assert estimate["max_output_tokens"] == 64 and estimate["history_messages"] == 2
+    with client.stream_chat(conversation_id=conv, content="now [sim:tokens=3]", model=MODEL, max_tokens=64) as s:
+        bill = [e for e in s if e.event == "billing"][0].data
+    assert bill["held_micros"] == estimate["hold_micros"] > bill["cost_micros"]
+    with pytest.raises(NotFoundError):
+        client.estimate(conversation_id="conv_nope", content="x", model=MODEL)

@@ -54,6 +54,13 @@ def product_stream_with_foreign_conversation(world: World) -> None:
     assert detail["messages"] == []
 
 
+def estimate_with_foreign_conversation(world: World) -> None:
+    conv = _a_conversation(world)
+    response = world.call("POST", "/chat/estimate", key=_b(world),
+                          json={"model": MODEL, "content": "x", "conversation_id": conv})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "conversation_not_found"
+
+
 def cancel_foreign_stream(world: World) -> None:
     """Org B cannot stop org A's running stream (nor tell it exists)."""
     import httpx
@@ -286,6 +293,7 @@ CASES: dict[tuple[str, str], Callable[[World], None]] = {
     ("/deepspace/v1/chat/completions", "post"): chat_with_foreign_conversation,
     (f"{A}/chat/stream", "post"): product_stream_with_foreign_conversation,
     (f"{A}/chat/{{request_id}}/cancel", "post"): cancel_foreign_stream,
+    (f"{A}/chat/estimate", "post"): estimate_with_foreign_conversation,
     (f"{A}/me", "get"): me_shows_only_own,
     (f"{A}/orgs", "get"): orgs_lists_only_own,
     (f"{A}/members", "get"): members_lists_only_own,
