@@ -1,1 +1,25 @@
-"""Notebook side: chat widgets, the %%deepspace magic (the workbench issue)."""
+"""The notebook side (DESIGN §8): the researcher's workbench as ipywidgets, and the
+``%%deepspace`` magic (``%load_ext deepspace_lab.widgets``).
+
+Layers, as the spec's React rules map onto widgets: stores (:mod:`.stores`, traitlets) hold
+state; components (:mod:`.components`) are pure display; controllers (:mod:`.controllers`)
+hold all I/O through :mod:`deepspace_lab.client` — the only way out of a kernel.
+"""
+
+from .controllers import AccountController, BillingController, ChatController, ChatStreamController
+from .i18n import Text
+from .magic import DeepSpaceMagics, load_ipython_extension
+from .stores import BillingStore, ChatStore, MessageModel, UserStore
+from .views import BillingView, ChatView, ProfileView, ProjectsView, Workbench
+
+
+def workbench(**kwargs: object) -> Workbench:
+    """A :class:`Workbench` connected with the kernel's environment, loading itself."""
+    return Workbench(**kwargs).start()  # type: ignore[arg-type]
+
+
+__all__ = [
+    "AccountController", "BillingController", "BillingStore", "BillingView", "ChatController", "ChatStore",
+    "ChatStreamController", "ChatView", "DeepSpaceMagics", "MessageModel", "ProfileView", "ProjectsView", "Text",
+    "UserStore", "Workbench", "load_ipython_extension", "workbench",
+]

@@ -1,0 +1,201 @@
+"""The workbench without a browser, against a live gateway: send, stream, stop, errors,
+history, conversations, keys, billing — asserted through the stores and the widgets' values."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from deepspace_lab.client import AsyncDeepSpaceClient
+from deepspace_lab.widgets import Workbench
+
+from ..helpers import Gateway, make_tenant
+
+MODEL = "deepspace-simulated-chat"
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 15) -> None:
+    """Poll (yielding to the loop) until ``condition`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def bench(gw: Gateway, key: str | None = None, **kwargs: Any) -> Workbench:
+    return Workbench(AsyncDeepSpaceClient(base_url=gw.url, api_key=key or gw.tenant.api_key), **kwargs)
+
+
+def test_send_streams_a_reply_with_its_estimate_footer_and_bill(gateway: Gateway) -> None:
+    async def scenario() -> None:
+        wb = bench(gateway)
+        await wb.load()
+        chat, view = wb.chat_store, wb.chat_view
+        assert MODEL in chat.models and chat.model in chat.models
+        assert chat.simulated and "SIMULATED" in view.simulated.value
+        wb.chat_store.model = MODEL
+        view.prompt.input.value = "tell me [sim:tokens=60]"
+        await until(lambda: chat.estimate_micros is not None)
+        assert "credits" in view.prompt.estimate.value
+        estimate = chat.estimate_micros
+        view.prompt.send_button.click()
+        assert chat.streaming and view.prompt.stop_button.disabled is False and view.prompt.send_button.disabled
+        await wb.chat_stream.task
+        user, reply = chat.messages
+        assert user.content == "tell me [sim:tokens=60]" and reply.status == "done"
+        assert reply.content.startswith("[simulated]") and len(reply.content.split()) == 60
+        assert reply.usage["completion_tokens"] == 60 and reply.billing["held_micros"] == estimate
+        assert 0 < wb.chat_stream.flushes < 60  # batched: fewer widget updates than tokens
+        item = view.messages.children[1]
+        assert reply.content.split()[-1] in item.body.value
+        assert "60 generated" in item.footer.value and "credits" in item.footer.value
+        assert wb.billing_store.wallet["balance_micros"] == (await wb.connection.client.wallet())["balance_micros"]
+        assert not chat.streaming and view.prompt.send_button.disabled is False
+
+    run(scenario())
+
+
+def test_stop_mid_stream_keeps_the_reply_and_shows_what_was_billed(gateway: Gateway) -> None:
+    async def scenario() -> None:
+        wb = bench(gateway)
+        await wb.load()
+        wb.chat_store.model = MODEL
+        wb.chat_view.prompt.input.value = "long [sim:tokens=400] [sim:token_latency_ms=20]"
+        wb.chat_view.prompt.send_button.click()
+        reply = wb.chat_store.messages[-1]
+        await until(lambda: len(reply.content.split()) >= 3)
+        wb.chat_view.prompt.stop_button.click()
+        await wb.chat_stream.task
+        assert reply.status == "stopped" and reply.usage["delivered_tokens"] < 400
+        assert reply.billing["cost_micros"] > 0
+        footer = wb.chat_view.messages.children[-1].footer.value
+        assert "stopped" in footer and "delivered" in footer
+        stored = await wb.connection.client.conversation(wb.chat_store.conversation_id)
+        assert stored["messages"][-1]["content"] == reply.content
+
+    run(scenario())
+
+
+def test_errors_show_the_servers_message(gateway: Gateway) -> None:
+    poor = make_tenant(gateway.settings, email="poor@example.org", credit_micros=0)
+
+    async def scenario() -> None:
+        wb = bench(gateway, poor.api_key)
+        await wb.load()
+        wb.chat_store.model = MODEL
+        wb.chat_view.prompt.input.value = "hello"
+        wb.chat_view.prompt.send_button.click()
+        await wb.chat_stream.task
+        reply = wb.chat_store.messages[-1]
+        assert reply.status == "error" and reply.error["code"] == "insufficient_funds"
+        assert "insufficient_funds" in wb.chat_view.error.value
+        assert reply.error["message"] and reply.error["message"][:20] in wb.chat_view.messages.children[-1].error.value
+
+    run(scenario())
+
+
+def test_history_reloads_and_conversations_are_managed(gateway: Gateway) -> None:
+    async def scenario() -> None:
+        wb = bench(gateway)
+        await wb.load()
+        wb.chat_store.model = MODEL
+        for prompt in ("first [sim:tokens=3]", "second [sim:tokens=3]"):
+            await wb.chat_stream.send(prompt)
+        conv = wb.chat_store.conversation_id
+        again = bench(gateway)
+        await again.load()  # a new kernel: the newest conversation, as stored
+        assert again.chat_store.conversation_id == conv
+        assert [m.role for m in again.chat_store.messages] == ["user", "assistant", "user", "assistant"]
+        assert [m.content for m in again.chat_store.messages] == [m.content for m in wb.chat_store.messages]
+        again.chat_view.title.value = "renamed"
+        again.chat_view.buttons["rename"].click()
+        await until(lambda: again.chat_store.title() == "renamed")
+        assert again.chat_view.conversation.label == "renamed"
+        again.chat_view.buttons["new_chat"].click()
+        await until(lambda: len(again.chat_store.conversations) == 2)
+        assert again.chat_store.messages == [] and again.chat_store.conversation_id != conv
+        fresh = again.chat_store.conversation_id
+        again.chat_view.conversation.value = conv  # switch back
+        await until(lambda: len(again.chat_store.messages) == 4)
+        again.chat_view.buttons["delete"].click()
+        await until(lambda: len(again.chat_store.conversations) == 1 and again.chat_store.conversation_id == fresh)
+        assert again.chat_store.messages == [] and again.chat_view.conversation.value == fresh
+
+    run(scenario())
+
+
+def test_regenerate_adds_a_new_answer_to_the_last_question(gateway: Gateway) -> None:
+    async def scenario() -> None:
+        wb = bench(gateway)
+        await wb.load()
+        wb.chat_store.model = MODEL
+        await wb.chat_stream.send("q [sim:tokens=3]")
+        wb.chat_view.buttons["regenerate"].click()
+        await wb.chat_stream.task
+        assert [m.role for m in wb.chat_store.messages] == ["user", "assistant", "assistant"]
+        assert wb.chat_store.messages[-1].status == "done"
+
+    run(scenario())
+
+
+def test_keys_are_created_shown_once_and_revoked(gateway: Gateway) -> None:
+    owner = make_tenant(gateway.settings, email="owner@example.org", scopes=("chat", "account"))
+
+    async def scenario() -> None:
+        wb = bench(gateway, owner.api_key)
+        await wb.load()
+        profile = wb.profile_view
+        assert "owner@example.org" in profile.who.value
+        profile.key_name.value = "notebook key"
+        profile.create_key.click()
+        await until(lambda: bool(wb.user_store.new_key))
+        secret = wb.user_store.new_key["api_key"]
+        assert secret.startswith("dsk_") and secret in profile.new_key.value
+        assert "notebook key" in profile.key_table.value
+        profile.key_choice.value = wb.user_store.new_key["id"]
+        profile.revoke.click()
+        await until(lambda: not wb.user_store.new_key and any(k.get("revoked_at") for k in wb.user_store.keys))
+        assert secret not in profile.new_key.value  # shown once only
+        assert wb.user_store.new_key == {}
+
+    run(scenario())
+
+
+def test_billing_and_projects_views(gateway: Gateway) -> None:
+    owner = make_tenant(gateway.settings, email="owner@example.org", scopes=("chat", "account"))
+
+    async def scenario() -> None:
+        wb = bench(gateway, owner.api_key, lang="zh")
+        await wb.load()
+        assert wb.get_title(1) == "账单" and "发送" == wb.chat_view.prompt.send_button.description
+        wb.chat_store.model = MODEL
+        await wb.chat_stream.send("x [sim:tokens=5]")
+        await wb.billing.refresh()
+        view = wb.billing_view
+        assert "capture" in view.transactions.value and "<svg" in view.chart.value
+        assert view.summary.value.count("ds-balance") == 1
+        wb.projects_view.name.value = "analysis"
+        wb.projects_view.create.click()
+        await until(lambda: len(wb.user_store.projects) == 2)
+        assert "analysis" in wb.projects_view.list.value
+        other = next(p["id"] for p in wb.user_store.projects if p["name"] == "analysis")
+        wb.projects_view.choice.value = other
+        wb.projects_view.switch.click()  # an API key is bound to its project
+        assert wb.user_store.error["code"] == "key_project_mismatch" and wb.user_store.project_id != other
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_text_exists_in_both_languages(lang: str) -> None:
+    from deepspace_lab.widgets.i18n import TEXT
+
+    assert TEXT[lang].keys() == TEXT["en"].keys()

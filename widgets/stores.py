@@ -1,0 +1,74 @@
+"""State that components observe (traitlets): chat, user and billing (DESIGN §8).
+
+Controllers are the only writers; components only read and observe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import Bool, Dict, Float, HasTraits, Instance, Int, List, Unicode
+
+
+class MessageModel(HasTraits):
+    """One message; an assistant reply fills in as its stream arrives."""
+
+    role = Unicode("user")
+    content = Unicode("")
+    #: ``streaming``, ``done``, ``stopped`` or ``error``
+    status = Unicode("done")
+    model = Unicode("")
+    #: agent steps in arrival order: {"kind": thought|tool_call|tool_result|citation, "content": ...}
+    steps = List()
+    usage = Dict()
+    billing = Dict()
+    error = Dict()
+    request_id = Unicode(None, allow_none=True)
+
+
+class ChatStore(HasTraits):
+    conversations = List()
+    conversation_id = Unicode(None, allow_none=True)
+    messages = List(Instance(MessageModel))
+    models = List()
+    model = Unicode("")
+    temperature = Float(None, allow_none=True)
+    max_tokens = Int(None, allow_none=True)
+    system_prompt = Unicode("")
+    streaming = Bool(False)
+    #: the hold of the next send (micro-credits), None when unknown
+    estimate_micros = Int(None, allow_none=True)
+    error = Dict()
+    simulated = Bool(False)
+
+    def title(self) -> str:
+        for conv in self.conversations:
+            if conv["id"] == self.conversation_id:
+                return str(conv.get("title") or "")
+        return ""
+
+
+class UserStore(HasTraits):
+    me = Dict()
+    projects = List()
+    project_id = Unicode(None, allow_none=True)
+    keys = List()
+    #: the key just created (its secret shown once), cleared by the next key action
+    new_key = Dict()
+    error = Dict()
+
+
+class BillingStore(HasTraits):
+    wallet = Dict()
+    transactions = List()
+    usage = List()
+    #: below this many available micro-credits the chat warns
+    low_balance_micros = Int(5_000_000)
+    low_balance = Bool(False)
+    error = Dict()
+
+    def set_wallet(self, wallet: dict[str, Any]) -> None:
+        merged = {**self.wallet, **{k: v for k, v in wallet.items() if k.endswith("_micros") or k == "org_id"}}
+        self.wallet = merged
+        available = merged.get("available_micros", merged.get("balance_micros"))
+        self.low_balance = available is not None and available < self.low_balance_micros

@@ -1,0 +1,266 @@
+"""The workbench's views: they put components together and wire user actions to controllers
+(scheduled as asyncio tasks on the kernel's loop, never awaited in a widget callback)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Coroutine
+from typing import Any
+
+import ipywidgets as w
+
+from deepspace_lab.client import AsyncDeepSpaceClient
+
+from .components import MessageList, PromptInput, bar_chart_svg, error_html, table_html
+from .context import current_shell, notebook_context
+from .controllers import AccountController, BillingController, ChatController, ChatStreamController, Connection
+from .i18n import Text, credits
+from .render import escape
+from .stores import BillingStore, ChatStore, UserStore
+
+#: tasks the views started: kept so they are not garbage-collected mid-flight
+_TASKS: set[asyncio.Task[Any]] = set()
+
+
+def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    task = asyncio.get_event_loop().create_task(coro)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+    return task
+
+
+class ChatView(w.VBox):  # type: ignore[misc]
+    def __init__(self, chat: ChatStore, billing: BillingStore, controller: ChatController,
+                 stream: ChatStreamController, *, text: Text) -> None:
+        self.chat, self.billing, self.controller, self.stream, self.text = chat, billing, controller, stream, text
+        t = text
+        self.simulated = w.HTML()
+        self.model = w.Dropdown(description=t("model"), options=[])
+        self.temperature = w.BoundedFloatText(description=t("temperature"), value=1.0, min=0, max=2, step=0.1)
+        self.max_tokens = w.BoundedIntText(description=t("max_tokens"), value=512, min=1, max=1_000_000)
+        self.system = w.Textarea(description=t("system_prompt"), continuous_update=False,
+                                 layout=w.Layout(width="100%"))
+        self.conversation = w.Dropdown(description=t("conversation"), options=[])
+        self.title = w.Text(placeholder=t("rename"))
+        buttons = {name: w.Button(description=t(name)) for name in ("new_chat", "rename", "delete", "reload",
+                                                                     "regenerate")}
+        self.buttons = buttons
+        self.messages = MessageList(chat, text=t, on_insert_code=self.insert_code)
+        self.code_out = w.Textarea(layout=w.Layout(width="100%", display="none"))
+        self.prompt = PromptInput(chat, text=t, on_send=self.send, on_stop=stream.stop,
+                                  on_draft=lambda draft: spawn(controller.estimate(draft)))
+        self.error = w.HTML()
+        self.low_balance = w.HTML()
+        self.use_cell = w.Checkbox(description=t("include_cell"), indent=False)
+        self.use_error = w.Checkbox(description=t("include_error"), indent=False)
+        self.variables = w.Text(placeholder=t("variables"))
+        context = w.HBox([w.Label(t("context") + ":"), self.use_cell, self.use_error, self.variables])
+        super().__init__(children=[
+            self.simulated, w.HBox([self.model, self.temperature, self.max_tokens]), self.system,
+            w.HBox([self.conversation, *buttons.values(), self.title]), self.messages, self.code_out,
+            self.error, self.low_balance, context, self.prompt])
+        self._wire()
+        self.render()
+
+    def _wire(self) -> None:
+        chat, c = self.chat, self.controller
+        self.buttons["new_chat"].on_click(lambda _b: spawn(c.new_conversation()))
+        self.buttons["rename"].on_click(lambda _b: spawn(c.rename(self.title.value)))
+        self.buttons["delete"].on_click(lambda _b: spawn(c.delete()))
+        self.buttons["reload"].on_click(lambda _b: spawn(c.reload()))
+        self.buttons["regenerate"].on_click(lambda _b: self.stream.regenerate())
+        self.conversation.observe(self._switched, names="value")
+        self.model.observe(lambda ch: setattr(chat, "model", ch["new"] or ""), names="value")
+        self.temperature.observe(lambda ch: setattr(chat, "temperature", ch["new"]), names="value")
+        self.max_tokens.observe(lambda ch: setattr(chat, "max_tokens", ch["new"]), names="value")
+        self.system.observe(lambda ch: setattr(chat, "system_prompt", ch["new"]), names="value")
+        chat.observe(self.render, names=["models", "model", "conversations", "conversation_id", "error", "simulated",
+                                         "streaming"])
+        self.billing.observe(self.render, names=["low_balance", "wallet"])
+        chat.temperature, chat.max_tokens = self.temperature.value, self.max_tokens.value
+
+    def _switched(self, change: dict[str, Any]) -> None:
+        if change["new"] and change["new"] != self.chat.conversation_id:
+            spawn(self.controller.switch(change["new"]))
+
+    def send(self, prompt: str) -> None:
+        variables = [v.strip() for v in self.variables.value.split(",") if v.strip()]
+        context = notebook_context(current_shell(), include_cell=self.use_cell.value,
+                                   include_error=self.use_error.value, variables=variables)
+        self.stream.send(prompt, context=context)
+
+    def insert_code(self, code: str) -> None:
+        """Into a new cell when a cell runs this (``set_next_input``); shown for copying as well."""
+        shell = current_shell()
+        if shell is not None:
+            shell.set_next_input(code, replace=False)
+        self.code_out.value = code
+        self.code_out.layout.display = ""
+
+    def render(self, _change: Any = None) -> None:
+        chat, t = self.chat, self.text
+        with self.hold_sync():
+            self.simulated.value = (f"<div class='ds-simulated' style='background:#fff3cd; padding:4px'>⚠ "
+                                    f"{escape(t('simulated'))}</div>") if chat.simulated else ""
+            self.model.options = list(chat.models)
+            if chat.model in chat.models:
+                self.model.value = chat.model
+            self.conversation.options = [(c.get("title") or t("untitled") + " " + c["id"][-6:], c["id"])
+                                         for c in chat.conversations]
+            if chat.conversation_id in {c["id"] for c in chat.conversations}:
+                self.conversation.value = chat.conversation_id
+            self.error.value = error_html(chat.error, t)
+            available = self.billing.wallet.get("available_micros")
+            warning = t("low_balance", available=credits(available))
+            self.low_balance.value = (f"<div class='ds-low-balance' style='color:#b45309'>{escape(warning)}</div>"
+                                      if self.billing.low_balance else "")
+            for button in self.buttons.values():
+                button.disabled = chat.streaming
+
+
+class BillingView(w.VBox):  # type: ignore[misc]
+    def __init__(self, billing: BillingStore, controller: BillingController, *, text: Text) -> None:
+        self.billing, self.text = billing, text
+        self.summary = w.HTML()
+        self.refresh = w.Button(description=text("refresh"), icon="refresh")
+        self.refresh.on_click(lambda _b: spawn(controller.refresh()))
+        self.chart = w.HTML()
+        self.transactions = w.HTML()
+        self.error = w.HTML()
+        super().__init__(children=[w.HBox([self.summary, self.refresh]), self.error,
+                                   w.HTML(f"<b>{escape(text('usage_chart'))}</b>"), self.chart,
+                                   w.HTML(f"<b>{escape(text('transactions'))}</b>"), self.transactions])
+        billing.observe(self.render, names=["wallet", "transactions", "usage", "error"])
+        self.render()
+
+    def render(self, _change: Any = None) -> None:
+        b, t = self.billing, self.text
+        with self.hold_sync():
+            balance = credits(b.wallet.get("balance_micros"))
+            self.summary.value = (f"<span class='ds-balance'>{t('balance')}: <b>{balance}"
+                                  f"</b></span> · {t('frozen')}: {credits(b.wallet.get('frozen_micros'))} · "
+                                  f"{t('available')}: {credits(b.wallet.get('available_micros'))}")
+            self.transactions.value = table_html([
+                {"time": str(e.get("created_at", ""))[:19], "type": e["type"], "amount": credits(e["amount_micros"]),
+                 "balance after": credits(e.get("balance_after_micros")), "request": e.get("request_id") or ""}
+                for e in b.transactions], ["time", "type", "amount", "balance after", "request"])
+            per_day: dict[str, float] = defaultdict(float)
+            for record in b.usage:
+                per_day[str(record.get("created_at", ""))[:10]] += int(record.get("cost_micros") or 0) / 1_000_000
+            points = sorted(per_day.items())
+            self.chart.value = bar_chart_svg(points) if points else f"<i>{escape(t('no_usage'))}</i>"
+            self.error.value = error_html(b.error, t)
+
+
+class ProjectsView(w.VBox):  # type: ignore[misc]
+    def __init__(self, user: UserStore, controller: AccountController, *, text: Text) -> None:
+        self.user, self.text, self.controller = user, text, controller
+        self.list = w.HTML()
+        self.choice = w.Dropdown(description=text("active_project"), options=[])
+        self.switch = w.Button(description=text("switch"))
+        self.name = w.Text(placeholder=text("project_name"))
+        self.create = w.Button(description=text("create"), icon="plus")
+        self.error = w.HTML()
+        self.switch.on_click(lambda _b: controller.switch_project(self.choice.value) if self.choice.value else None)
+        self.create.on_click(lambda _b: spawn(controller.create_project(self.name.value)) if self.name.value else None)
+        super().__init__(children=[self.list, w.HBox([self.choice, self.switch]), w.HBox([self.name, self.create]),
+                                   self.error])
+        user.observe(self.render, names=["projects", "project_id", "error"])
+        self.render()
+
+    def render(self, _change: Any = None) -> None:
+        u = self.user
+        with self.hold_sync():
+            self.list.value = table_html([{"": "●" if p["id"] == u.project_id else "", "name": p["name"], "id": p["id"]}
+                                          for p in u.projects], ["", "name", "id"])
+            self.choice.options = [(p["name"], p["id"]) for p in u.projects]
+            if u.project_id in {p["id"] for p in u.projects}:
+                self.choice.value = u.project_id
+            self.error.value = error_html(u.error, self.text)
+
+
+class ProfileView(w.VBox):  # type: ignore[misc]
+    def __init__(self, user: UserStore, controller: AccountController, *, text: Text) -> None:
+        self.user, self.text = user, text
+        t = text
+        self.who = w.HTML()
+        self.email = w.Text(description=t("email"))
+        self.password = w.Password(description=t("password"))
+        self.login = w.Button(description=t("login"), icon="sign-in")
+        self.login.on_click(lambda _b: spawn(self._login(controller)))
+        self.key_table = w.HTML()
+        self.key_choice = w.Dropdown(options=[])
+        self.revoke = w.Button(description=t("revoke"), button_style="danger")
+        self.revoke.on_click(lambda _b: spawn(controller.revoke_key(self.key_choice.value))
+                             if self.key_choice.value else None)
+        self.key_name = w.Text(placeholder=t("key_name"))
+        self.create_key = w.Button(description=t("create_key"), icon="key")
+        self.create_key.on_click(lambda _b: spawn(controller.create_key(self.key_name.value)))
+        self.new_key = w.HTML()
+        self.error = w.HTML()
+        super().__init__(children=[
+            self.who, w.HBox([self.email, self.password, self.login]), w.HTML(f"<b>{escape(t('api_keys'))}</b>"),
+            self.key_table, w.HBox([self.key_choice, self.revoke]), w.HBox([self.key_name, self.create_key]),
+            self.new_key, self.error])
+        user.observe(self.render, names=["me", "keys", "new_key", "error"])
+        self.render()
+
+    async def _login(self, controller: AccountController) -> None:
+        if await controller.login(self.email.value, self.password.value):
+            self.password.value = ""
+
+    def render(self, _change: Any = None) -> None:
+        u, t = self.user, self.text
+        with self.hold_sync():
+            me = u.me
+            self.who.value = escape(t("signed_in_as", who=me["user"]["email"], role=me.get("role"),
+                                      org=me.get("org_id")) if me else t("not_signed_in"))
+            active = [k for k in u.keys if not k.get("revoked_at")]
+            self.key_table.value = table_html([{"name": k.get("name") or "", "prefix": k["prefix"],
+                                           "scopes": ",".join(k.get("scopes") or []),
+                                           "last used": str(k.get("last_used_at") or "")[:19],
+                                           "revoked": str(k.get("revoked_at") or "")[:19]} for k in u.keys],
+                                         ["name", "prefix", "scopes", "last used", "revoked"])
+            self.key_choice.options = [(f"{k.get('name') or ''} {k['prefix']}", k["id"]) for k in active]
+            secret = u.new_key.get("api_key")
+            self.new_key.value = (f"{escape(t('key_once'))} <code class='ds-new-key'>{escape(secret)}</code>"
+                                  if secret else "")
+            self.error.value = error_html(u.error, t)
+
+
+class Workbench(w.Tab):  # type: ignore[misc]
+    """Chat, Billing, Projects and Profile in one widget. ``Workbench()`` connects with the
+    kernel's environment (what the Jupyter server handed it); pass a client to be explicit."""
+
+    def __init__(self, client: AsyncDeepSpaceClient | None = None, *, lang: str | None = None,
+                 flush_interval_s: float = 0.05) -> None:
+        self.text = Text(lang)
+        self.connection = Connection(client or AsyncDeepSpaceClient())
+        self.chat_store, self.user_store, self.billing_store = ChatStore(), UserStore(), BillingStore()
+        self.chat = ChatController(self.connection, self.chat_store)
+        self.chat_stream = ChatStreamController(self.connection, self.chat_store, self.billing_store, self.chat,
+                                                flush_interval_s=flush_interval_s)
+        self.account = AccountController(self.connection, self.user_store)
+        self.billing = BillingController(self.connection, self.billing_store)
+        self.chat_view = ChatView(self.chat_store, self.billing_store, self.chat, self.chat_stream, text=self.text)
+        self.billing_view = BillingView(self.billing_store, self.billing, text=self.text)
+        self.projects_view = ProjectsView(self.user_store, self.account, text=self.text)
+        self.profile_view = ProfileView(self.user_store, self.account, text=self.text)
+        super().__init__(children=[self.chat_view, self.billing_view, self.projects_view, self.profile_view])
+        for index, key in enumerate(("chat", "billing", "projects", "profile")):
+            self.set_title(index, self.text(key))
+        self.observe(self._tab_changed, names="selected_index")
+
+    def _tab_changed(self, change: dict[str, Any]) -> None:
+        if change["new"] == 1:
+            spawn(self.billing.refresh())
+
+    async def load(self) -> None:
+        """Everything the views show first (models, conversations, profile, wallet)."""
+        await asyncio.gather(self.chat.load(), self.account.load(), self.billing.refresh())
+
+    def start(self) -> Workbench:
+        """Schedule :meth:`load` on the running loop and return self (for a notebook cell)."""
+        spawn(self.load())
+        return self
