@@ -103,6 +103,8 @@ class DeepSpaceMagics(Magics):  # type: ignore[misc]
                 footer = self._stateless(prompt, model, parts, show)
             else:
                 footer = self._in_conversation(prompt, model, conversation, parts, show)
+        except DeepSpaceClientError as exc:  # in the same output, with the Gateway's message
+            parts.append(f"\n\n**{self.text('error')}**: {exc.message} (`{exc.code}`)")
         finally:
             show(final=True)
 
