@@ -69,7 +69,7 @@ class MessageItem(w.VBox):  # type: ignore[misc]
             who = t("you") if m.role == "user" else t("assistant") + (f" · {escape(m.model)}" if m.model else "")
             self.header.value = f"<b>{who}</b>" + (f" <i>{t('streaming')}</i>" if m.status == "streaming" else "")
             self.thought.show(list(m.steps))
-            self.body.value = STYLE + markdown_html(m.content) if m.role == "assistant" else (
+            self.body.value = markdown_html(m.content) if m.role == "assistant" else (
                 f"<div style='white-space: pre-wrap'>{escape(m.content)}</div>")
             self.error.value = (f"<div style='color: #b00020'><b>{t('error')}</b>: {escape(m.error.get('message', ''))}"
                                 f" <code>{escape(m.error.get('code', ''))}</code></div>") if m.error else ""

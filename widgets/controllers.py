@@ -60,6 +60,8 @@ class ChatController:
     def __init__(self, connection: Connection, chat: ChatStore) -> None:
         self.connection, self.chat = connection, chat
         self._creating: asyncio.Future[str | None] | None = None
+        #: set while :meth:`load` runs: what needs the model list waits for it
+        self._loading: asyncio.Event | None = None
 
     @property
     def client(self) -> AsyncDeepSpaceClient:
@@ -67,6 +69,18 @@ class ChatController:
 
     async def load(self) -> None:
         """Models, the simulated flag and the conversations; the newest one is opened."""
+        self._loading = asyncio.Event()
+        try:
+            await self._load()
+        finally:
+            self._loading.set()
+
+    async def loaded(self) -> None:
+        """Returns once a running :meth:`load` is over (at once if none runs)."""
+        if self._loading is not None:
+            await self._loading.wait()
+
+    async def _load(self) -> None:
         models = await guarded(self.chat, self.client.models())
         if models is None:
             return
@@ -138,6 +152,7 @@ class ChatController:
 
     async def estimate(self, draft: str) -> None:
         """The hold the next send would take (shown before sending)."""
+        await self.loaded()
         if not draft.strip() or not self.chat.model:
             self.chat.estimate_micros = None
             return
@@ -215,6 +230,8 @@ class ChatStreamController:
 
     async def _run(self, reply: MessageModel, content: str | None) -> None:
         try:
+            await self.controller.loaded()
+            reply.model = reply.model or self.chat.model
             conversation_id = await self.controller.ensure_conversation()
             if conversation_id is None:
                 raise DeepSpaceClientError(self.chat.error.get("message", "no conversation"), code="no_conversation")

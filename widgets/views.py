@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import defaultdict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import ipywidgets as w
 
 from deepspace_lab.client import AsyncDeepSpaceClient
 
-from .components import MessageList, PromptInput, bar_chart_svg, error_html, table_html
+from .components import STYLE, MessageList, PromptInput, bar_chart_svg, error_html, table_html
 from .context import current_shell, notebook_context
 from .controllers import AccountController, BillingController, ChatController, ChatStreamController, Connection
 from .i18n import Text, credits
@@ -23,42 +24,78 @@ from .stores import BillingStore, ChatStore, UserStore
 _TASKS: set[asyncio.Task[Any]] = set()
 
 
-def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    task = asyncio.get_event_loop().create_task(coro)
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
-    return task
+class Loop:
+    """The kernel's event loop, caught when the workbench is made (in a cell, on the main
+    thread). Widget callbacks may run on another thread — ipykernel 7 can handle comm messages
+    in a subshell — so every action is handed to this loop; on its own thread it runs at once."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    thread: int | None = None
+
+    @classmethod
+    def capture(cls) -> None:
+        cls.loop = asyncio.get_event_loop()
+        cls.thread = threading.get_ident()
+
+    @classmethod
+    def call(cls, fn: Callable[..., Any], *args: Any) -> None:
+        if cls.loop is None or cls.thread == threading.get_ident():
+            fn(*args)
+        else:
+            cls.loop.call_soon_threadsafe(fn, *args)
+
+
+def spawn(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run ``coro`` as a task on the kernel's loop."""
+
+    def start() -> None:
+        task = asyncio.get_event_loop().create_task(coro)
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+
+    Loop.call(start)
+
+
+def on_loop(fn: Callable[..., Any]) -> Callable[..., None]:
+    """A widget callback that runs ``fn`` on the kernel's loop."""
+    return lambda *args: Loop.call(fn, *args)
 
 
 class ChatView(w.VBox):  # type: ignore[misc]
     def __init__(self, chat: ChatStore, billing: BillingStore, controller: ChatController,
                  stream: ChatStreamController, *, text: Text) -> None:
         self.chat, self.billing, self.controller, self.stream, self.text = chat, billing, controller, stream, text
+        self._rendering = False
         t = text
+        wide = {"description_width": "initial"}
         self.simulated = w.HTML()
-        self.model = w.Dropdown(description=t("model"), options=[])
-        self.temperature = w.BoundedFloatText(description=t("temperature"), value=1.0, min=0, max=2, step=0.1)
-        self.max_tokens = w.BoundedIntText(description=t("max_tokens"), value=512, min=1, max=1_000_000)
-        self.system = w.Textarea(description=t("system_prompt"), continuous_update=False,
+        self.model = w.Dropdown(description=t("model"), options=[], style=wide)
+        self.temperature = w.BoundedFloatText(description=t("temperature"), value=1.0, min=0, max=2, step=0.1,
+                                              style=wide, layout=w.Layout(width="180px"))
+        self.max_tokens = w.BoundedIntText(description=t("max_tokens"), value=512, min=1, max=1_000_000, style=wide,
+                                           layout=w.Layout(width="200px"))
+        self.system = w.Textarea(description=t("system_prompt"), continuous_update=False, style=wide,
                                  layout=w.Layout(width="100%"))
-        self.conversation = w.Dropdown(description=t("conversation"), options=[])
+        self.conversation = w.Dropdown(description=t("conversation"), options=[], style=wide)
         self.title = w.Text(placeholder=t("rename"))
-        buttons = {name: w.Button(description=t(name)) for name in ("new_chat", "rename", "delete", "reload",
-                                                                     "regenerate")}
+        buttons = {name: w.Button(description=t(name), layout=w.Layout(width="auto", min_width="90px"))
+                   for name in ("new_chat", "rename", "delete", "reload", "regenerate")}
         self.buttons = buttons
         self.messages = MessageList(chat, text=t, on_insert_code=self.insert_code)
         self.code_out = w.Textarea(layout=w.Layout(width="100%", display="none"))
-        self.prompt = PromptInput(chat, text=t, on_send=self.send, on_stop=stream.stop,
+        self.prompt = PromptInput(chat, text=t, on_send=on_loop(self.send), on_stop=on_loop(stream.stop),
                                   on_draft=lambda draft: spawn(controller.estimate(draft)))
         self.error = w.HTML()
         self.low_balance = w.HTML()
         self.use_cell = w.Checkbox(description=t("include_cell"), indent=False)
         self.use_error = w.Checkbox(description=t("include_error"), indent=False)
         self.variables = w.Text(placeholder=t("variables"))
+        self.use_cell.layout.width = self.use_error.layout.width = "auto"
         context = w.HBox([w.Label(t("context") + ":"), self.use_cell, self.use_error, self.variables])
         super().__init__(children=[
-            self.simulated, w.HBox([self.model, self.temperature, self.max_tokens]), self.system,
-            w.HBox([self.conversation, *buttons.values(), self.title]), self.messages, self.code_out,
+            w.HTML(STYLE), self.simulated, w.HBox([self.model, self.temperature, self.max_tokens]), self.system,
+            w.HBox([self.conversation, *buttons.values(), self.title], layout=w.Layout(flex_flow="row wrap")),
+            self.messages, self.code_out,
             self.error, self.low_balance, context, self.prompt])
         self._wire()
         self.render()
@@ -69,18 +106,26 @@ class ChatView(w.VBox):  # type: ignore[misc]
         self.buttons["rename"].on_click(lambda _b: spawn(c.rename(self.title.value)))
         self.buttons["delete"].on_click(lambda _b: spawn(c.delete()))
         self.buttons["reload"].on_click(lambda _b: spawn(c.reload()))
-        self.buttons["regenerate"].on_click(lambda _b: self.stream.regenerate())
+        self.buttons["regenerate"].on_click(on_loop(lambda _b: self.stream.regenerate()))
         self.conversation.observe(self._switched, names="value")
-        self.model.observe(lambda ch: setattr(chat, "model", ch["new"] or ""), names="value")
-        self.temperature.observe(lambda ch: setattr(chat, "temperature", ch["new"]), names="value")
-        self.max_tokens.observe(lambda ch: setattr(chat, "max_tokens", ch["new"]), names="value")
-        self.system.observe(lambda ch: setattr(chat, "system_prompt", ch["new"]), names="value")
+        for widget, name in ((self.model, "model"), (self.temperature, "temperature"),
+                             (self.max_tokens, "max_tokens"), (self.system, "system_prompt")):
+            widget.observe(self._user_set(name), names="value")
         chat.observe(self.render, names=["models", "model", "conversations", "conversation_id", "error", "simulated",
                                          "streaming"])
         self.billing.observe(self.render, names=["low_balance", "wallet"])
         chat.temperature, chat.max_tokens = self.temperature.value, self.max_tokens.value
 
+    def _user_set(self, name: str) -> Callable[[dict[str, Any]], None]:
+        """A setting the user changed goes to the store; a change made by :meth:`render` does not."""
+        def set_value(change: dict[str, Any]) -> None:
+            if not self._rendering and change["new"] is not None:
+                setattr(self.chat, name, change["new"])
+        return set_value
+
     def _switched(self, change: dict[str, Any]) -> None:
+        if self._rendering:
+            return
         if change["new"] and change["new"] != self.chat.conversation_id:
             spawn(self.controller.switch(change["new"]))
 
@@ -99,6 +144,13 @@ class ChatView(w.VBox):  # type: ignore[misc]
         self.code_out.layout.display = ""
 
     def render(self, _change: Any = None) -> None:
+        self._rendering = True
+        try:
+            self._render()
+        finally:
+            self._rendering = False
+
+    def _render(self) -> None:
         chat, t = self.chat, self.text
         with self.hold_sync():
             self.simulated.value = (f"<div class='ds-simulated' style='background:#fff3cd; padding:4px'>⚠ "
@@ -162,7 +214,8 @@ class ProjectsView(w.VBox):  # type: ignore[misc]
         self.name = w.Text(placeholder=text("project_name"))
         self.create = w.Button(description=text("create"), icon="plus")
         self.error = w.HTML()
-        self.switch.on_click(lambda _b: controller.switch_project(self.choice.value) if self.choice.value else None)
+        self.switch.on_click(on_loop(lambda _b: controller.switch_project(self.choice.value)
+                                     if self.choice.value else None))
         self.create.on_click(lambda _b: spawn(controller.create_project(self.name.value)) if self.name.value else None)
         super().__init__(children=[self.list, w.HBox([self.choice, self.switch]), w.HBox([self.name, self.create]),
                                    self.error])
@@ -235,6 +288,7 @@ class Workbench(w.Tab):  # type: ignore[misc]
 
     def __init__(self, client: AsyncDeepSpaceClient | None = None, *, lang: str | None = None,
                  flush_interval_s: float = 0.05) -> None:
+        Loop.capture()
         self.text = Text(lang)
         self.connection = Connection(client or AsyncDeepSpaceClient())
         self.chat_store, self.user_store, self.billing_store = ChatStore(), UserStore(), BillingStore()

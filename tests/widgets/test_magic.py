@@ -12,7 +12,7 @@ from IPython.utils.capture import capture_output
 from deepspace_lab.client import DeepSpaceClient
 from deepspace_lab.widgets.magic import interpolate
 
-from ..helpers import Gateway
+from ..helpers import Gateway, wait_for
 
 MODEL = "deepspace-simulated-chat"
 
@@ -65,6 +65,8 @@ def test_line_commands(shell: InteractiveShell) -> None:
     assert MODEL in set(models["id"])
     with capture_output():
         shell.run_cell_magic("deepspace", "", "x [sim:tokens=2]")
+    # the OpenAI route relays the upstream's [DONE] before the capture commits: poll until settled
+    wait_for(lambda: shell.run_line_magic("deepspace", "usage").iloc[0]["status"] == "captured")
     usage = shell.run_line_magic("deepspace", "usage")
     assert usage.iloc[0]["model"] == MODEL and usage.iloc[0]["cost_micros"] > 0
     with capture_output() as captured:

@@ -41,7 +41,9 @@ def test_send_streams_a_reply_with_its_estimate_footer_and_bill(gateway: Gateway
         chat, view = wb.chat_store, wb.chat_view
         assert MODEL in chat.models and chat.model in chat.models
         assert chat.simulated and "SIMULATED" in view.simulated.value
-        wb.chat_store.model = MODEL
+        assert view.model.value == chat.model  # the picker shows the store's model
+        view.model.value = MODEL  # the user picks one
+        assert chat.model == MODEL
         view.prompt.input.value = "tell me [sim:tokens=60]"
         await until(lambda: chat.estimate_micros is not None)
         assert "credits" in view.prompt.estimate.value
