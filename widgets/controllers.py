@@ -310,12 +310,14 @@ class AccountController:
             self.user.keys = keys
 
     async def login(self, email: str, password: str) -> bool:
+        self.user.error = {}
         if await guarded(self.user, self.client.login(email, password)) is None:
             return False
         await self.load()
         return True
 
     async def create_project(self, name: str) -> None:
+        self.user.error = {}
         if await guarded(self.user, self.client.create_project(name)) is not None:
             self.user.projects = await self.client.projects()
 
@@ -330,14 +332,14 @@ class AccountController:
         return True
 
     async def create_key(self, name: str) -> None:
-        self.user.new_key = {}
+        self.user.new_key, self.user.error = {}, {}
         key = await guarded(self.user, self.client.create_key(name=name or None, scopes=["chat"]))
         if key is not None:
             self.user.keys = await self.client.keys()
             self.user.new_key = key
 
     async def revoke_key(self, key_id: str) -> None:
-        self.user.new_key = {}
+        self.user.new_key, self.user.error = {}, {}
         if await guarded(self.user, self.client.revoke_key(key_id)) is not None:
             self.user.keys = await self.client.keys()
 

@@ -201,3 +201,89 @@ def test_every_text_exists_in_both_languages(lang: str) -> None:
     from deepspace_lab.widgets.i18n import TEXT
 
     assert TEXT[lang].keys() == TEXT["en"].keys()
+
+
+def test_agent_steps_and_notebook_context_are_shown_and_sent() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from deepspace_lab.widgets.components import MessageItem
+    from deepspace_lab.widgets.context import notebook_context
+    from deepspace_lab.widgets.i18n import Text
+    from deepspace_lab.widgets.stores import MessageModel
+
+    message = MessageModel(role="assistant", content="Use:\n```python\nprint(1)\n```", status="done",
+                           steps=[{"kind": "thought", "content": "look it up"},
+                                  {"kind": "citation", "content": {"title": "Doc"}}])
+    inserted: list[str] = []
+    item = MessageItem(message, text=Text("en"), on_insert_code=inserted.append)
+    assert item.thought.layout.display == "" and "look it up" in item.thought.list.value
+    assert "Source" in item.thought.list.value and '<pre class="ds-code">' in item.body.value
+    item.insert.click()
+    assert inserted == ["print(1)\n"]
+    message.content = "<script>alert(1)</script>"  # model output is untrusted
+    assert "<script>" not in item.body.value and "&lt;script&gt;" in item.body.value
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("df = list(range(3))", store_history=True)
+        shell.run_cell("1/0", store_history=True)
+        text = notebook_context(shell, include_cell=True, include_error=True, variables=["df", "missing"])
+    finally:
+        InteractiveShell.clear_instance()
+    assert "Current cell:\n```python\n1/0" in text and "ZeroDivisionError" in text
+    assert "Variable `df` (list)" in text and "[0, 1, 2]" in text and "missing" not in text
+    assert notebook_context(None, include_cell=True, include_error=True, variables=[]) == ""
+
+
+def test_a_login_in_the_profile_view_switches_the_user(gateway: Gateway) -> None:
+    import asyncio as aio
+
+    from deepspace_lab.auth import create_user
+    from deepspace_lab.auth.models import OrgMember
+    from deepspace_lab.db import make_async_engine, make_sessionmaker
+
+    async def add_user() -> None:
+        engine = make_async_engine(gateway.settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                user = await create_user(session, email="researcher@example.org", password="correct horse battery")
+                session.add(OrgMember(id="mem_researcher", org_id=gateway.tenant.org_id, user_id=user.id,
+                                      role="member"))
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    aio.run(add_user())
+
+    async def scenario() -> None:
+        wb = bench(gateway)
+        await wb.load()
+        profile = wb.profile_view
+        profile.email.value, profile.password.value = "researcher@example.org", "wrong password!"
+        profile.login.click()
+        await until(lambda: wb.user_store.error.get("code") == "invalid_credentials")
+        assert "invalid email or password" in profile.error.value
+        profile.password.value = "correct horse battery"
+        profile.login.click()
+        await until(lambda: wb.user_store.me.get("user", {}).get("email") == "researcher@example.org")
+        await until(lambda: profile.password.value == "")  # not kept once used
+        assert wb.user_store.me["via"] == "jwt"
+        assert "researcher@example.org" in profile.who.value
+        await wb.chat_stream.send("as the researcher [sim:tokens=3]")
+        assert wb.chat_store.messages[-1].status == "done"
+
+    run(scenario())
+
+
+def test_a_low_balance_warns_after_a_reply(gateway: Gateway) -> None:
+    poorish = make_tenant(gateway.settings, email="low@example.org", credit_micros=2_000_000)
+
+    async def scenario() -> None:
+        wb = bench(gateway, poorish.api_key)
+        await wb.load()
+        assert wb.billing_store.low_balance and "Low balance" in wb.chat_view.low_balance.value
+        wb.billing_store.low_balance_micros = 1_000
+        await wb.chat_stream.send("x [sim:tokens=3]")
+        assert not wb.billing_store.low_balance and wb.chat_view.low_balance.value == ""
+
+    run(scenario())
