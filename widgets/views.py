@@ -17,6 +17,7 @@ from .components import STYLE, MessageList, PromptInput, bar_chart_svg, error_ht
 from .context import current_shell, notebook_context
 from .controllers import AccountController, BillingController, ChatController, ChatStreamController, Connection
 from .i18n import Text, credits
+from .prefs import Prefs
 from .render import escape
 from .stores import BillingStore, ChatStore, UserStore
 
@@ -112,7 +113,7 @@ class ChatView(w.VBox):  # type: ignore[misc]
                              (self.max_tokens, "max_tokens"), (self.system, "system_prompt")):
             widget.observe(self._user_set(name), names="value")
         chat.observe(self.render, names=["models", "model", "conversations", "conversation_id", "error", "simulated",
-                                         "streaming"])
+                                         "streaming", "system_prompt"])
         self.billing.observe(self.render, names=["low_balance", "wallet"])
         chat.temperature, chat.max_tokens = self.temperature.value, self.max_tokens.value
 
@@ -162,6 +163,7 @@ class ChatView(w.VBox):  # type: ignore[misc]
                                          for c in chat.conversations]
             if chat.conversation_id in {c["id"] for c in chat.conversations}:
                 self.conversation.value = chat.conversation_id
+            self.system.value = chat.system_prompt
             self.error.value = error_html(chat.error, t)
             available = self.billing.wallet.get("available_micros")
             warning = t("low_balance", available=credits(available))
@@ -305,6 +307,20 @@ class Workbench(w.Tab):  # type: ignore[misc]
         for index, key in enumerate(("chat", "billing", "projects", "profile")):
             self.set_title(index, self.text(key))
         self.observe(self._tab_changed, names="selected_index")
+        self.prefs = Prefs()
+        self.user_store.observe(self._project_changed, names="project_id")
+        self.chat_view.system.observe(self._system_prompt_edited, names="value")
+
+    def _project_changed(self, change: dict[str, Any]) -> None:
+        """Another project: its own system prompt and conversations."""
+        self.chat_store.system_prompt = self.prefs.system_prompt(change["new"])
+        if change["old"] is not None:
+            self.chat_store.conversation_id, self.chat_store.messages = None, []
+            spawn(self.chat.load())
+
+    def _system_prompt_edited(self, change: dict[str, Any]) -> None:
+        if not self.chat_view._rendering:
+            self.prefs.set_system_prompt(self.user_store.project_id, change["new"] or "")
 
     def _tab_changed(self, change: dict[str, Any]) -> None:
         if change["new"] == 1:

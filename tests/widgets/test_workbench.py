@@ -287,3 +287,34 @@ def test_a_low_balance_warns_after_a_reply(gateway: Gateway) -> None:
         assert not wb.billing_store.low_balance and wb.chat_view.low_balance.value == ""
 
     run(scenario())
+
+
+def test_the_system_prompt_is_kept_per_project_and_sent(gateway: Gateway, tmp_path: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPSPACE_WORKBENCH_PREFS", str(tmp_path / "prefs.json"))
+
+    async def scenario() -> None:
+        wb = bench(gateway)
+        await wb.load()
+        assert wb.chat_store.system_prompt == ""
+        wb.chat_view.system.value = "Answer as a physicist."
+        assert wb.chat_store.system_prompt == "Answer as a physicist."
+        await wb.chat_stream.send("why [sim:tokens=3]")
+        request_id = wb.chat_store.messages[-1].request_id
+        again = bench(gateway)  # a new kernel in the same project
+        await again.load()
+        assert again.chat_store.system_prompt == "Answer as a physicist."
+        assert again.chat_view.system.value == "Answer as a physicist."
+        return request_id
+
+    request_id = run(scenario())
+    rows = gateway.audit_rows(request_id=request_id)
+    assert rows and rows[0]["detail"]["history_messages"] == 0
+    # the system prompt reached the model: the same messages give the same simulated reply
+    from deepspace_lab.client import DeepSpaceClient
+
+    client = DeepSpaceClient(base_url=gateway.url, api_key=gateway.tenant.api_key)
+    stored = client.conversation(client.conversations()["data"][0]["id"])["messages"]
+    expected = client.chat(MODEL, [{"role": "system", "content": "Answer as a physicist."},
+                                   {"role": "user", "content": "why [sim:tokens=3]"}], max_tokens=512)
+    assert stored[-1]["content"] == expected["choices"][0]["message"]["content"]
