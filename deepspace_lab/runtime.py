@@ -22,7 +22,8 @@ from .db import make_async_engine, make_sessionmaker
 from .db.migrate import head_revision
 from .errors import ServiceUnavailable
 from .jobs import JobQueue
-from .pipeline import Pipeline, PipelineServices, RequestContext
+from .pipeline import Pipeline, PipelineServices
+from .pipeline.streams import StreamRegistry
 from .policy.cache import PolicyCache
 from .policy.limiter import make_limiter
 from .policy.login import LoginLimiter
@@ -46,8 +47,8 @@ class Runtime:
         self.limiter = make_limiter(settings.redis_url)
         self.login_limiter = LoginLimiter(self.limiter)
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
-        #: product streams running in this process, by request id (their Stop finds them here)
-        self.active_streams: dict[str, RequestContext] = {}
+        #: running product streams (their Stop finds them here, or through Redis in another process)
+        self.streams = StreamRegistry(settings.redis_url, ttl_s=settings.upstream_max_duration_s + 60)
         self._job_queue: JobQueue | None = None
         self._storage: Storage | None = None
 
@@ -99,13 +100,15 @@ class Runtime:
             upstream=upstream, models=TTLCache[ModelInfo](ttl_s=settings.catalog_cache_ttl_s),
             upstream_is_simulated=simulated,
             key_reader=key_reader_for(settings.database_url),
-            policies=PolicyCache(self.engine), limiter=self.limiter,
+            policies=PolicyCache(self.engine), limiter=self.limiter, streams=self.streams,
         )
         self._pipeline = Pipeline(self._services, extensions=settings.extension_steps)
         self.audit.start()
+        self.streams.start()
 
     async def close(self) -> None:
         await self.audit.close()
+        await self.streams.close()
         if self._job_queue is not None:
             self._job_queue.close()
         await self.limiter.close()

@@ -6,7 +6,8 @@
 - ``POST /deepspace/api/chat/{request_id}/cancel``: stops a running stream of the caller's
   (same org and user; anything else is 404 ``stream_not_found``). The stream then ends with its
   usage, billing and done events; the reply so far is kept in the conversation and billed as
-  generated. The stream must run in this process (see the README's known limitations).
+  generated. With Redis configured the stream may run in another gateway process
+  (``deepspace_lab.pipeline.streams``).
 """
 
 from __future__ import annotations
@@ -53,12 +54,12 @@ class ChatStreamHandler(DeepSpaceHandler):
     async def post(self) -> None:
         sink = self.sink = ProductSink(self)
         ctx = self.context(kind=product.KIND, action="chat")
-        active = self.runtime.active_streams
-        active[ctx.request_id] = ctx
+        streams = self.runtime.streams
+        streams.add(ctx)
         try:
             await self.runtime.pipeline.run_chat(ctx)
         finally:
-            active.pop(ctx.request_id, None)
+            await streams.remove(ctx)
         if not sink.client_gone:
             if not sink.streaming:
                 sink.start_stream()
@@ -95,13 +96,9 @@ class ChatCancelHandler(ApiHandler):
     async def post(self, request_id: str) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
             caller = principal_of(ctx)
-            target = self.runtime.active_streams.get(request_id)
-            owner = target.principal if target is not None else None
-            if owner is None or owner.org_id != caller.org_id or owner.user_id != caller.user_id:
+            if not await self.runtime.streams.cancel(request_id, org_id=caller.org_id, user_id=caller.user_id):
                 raise NotFound(f"no running stream {request_id!r} of yours", code="stream_not_found",
                                param="request_id")
-            assert target is not None
-            target.request_stop()
             ctx.detail.update(cancelled_request_id=request_id)
             return 200, {"object": "chat.cancel", "request_id": request_id, "status": "cancelling"}
 

@@ -66,6 +66,8 @@ class PipelineServices:
     policies: PolicyCache | None = None
     #: Rate limits: Redis-backed when ``redis_url`` is set, else in-process.
     limiter: Limiter | None = None
+    #: Running product streams (``streams.StreamRegistry``), for Stop across processes.
+    streams: Any = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -171,6 +171,8 @@ class ValidateStep(BaseStep):
         ctx.chat = product.product_chat_request(body=body, messages=messages, reserve=reserve)
         ctx.detail.update(conversation_id=body["conversation_id"], history_messages=len(stored),
                           history_dropped=dropped or None, regenerate=body.get("regenerate") or None)
+        if self.services.streams is not None:  # other gateways can now route a Stop here
+            await self.services.streams.announce(ctx)
 
     async def resolve_model(self, name: str) -> ModelInfo:
         cached = self.services.models.get(name)

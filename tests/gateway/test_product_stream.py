@@ -179,3 +179,30 @@ def test_the_estimate_is_the_hold_the_stream_then_takes(gateway: Gateway) -> Non
     assert bill["held_micros"] == estimate["hold_micros"] > bill["cost_micros"]
     with pytest.raises(NotFoundError):
         client.estimate(conversation_id="conv_nope", content="x", model=MODEL)
+
+
+def test_stop_reaches_a_stream_running_in_another_gateway_process(gateway_factory: Any, redis_url: str) -> None:
+    """Two gateways behind a load balancer share Redis: a cancel that lands on the other one
+    still stops the stream; another org's cancel is refused there too."""
+    from ..helpers import start_gateway
+
+    first = gateway_factory(redis_url=redis_url)
+    second = start_gateway(first.settings, first.tenant)
+    try:
+        client, elsewhere = client_of(first), client_of(second)
+        other = client_of(second, make_tenant(first.settings, email="other-org@example.org").api_key)
+        conv = client.create_conversation()["id"]
+        events: list[Any] = []
+        with client.stream_chat(conversation_id=conv, content="x [sim:tokens=400] [sim:token_latency_ms=20]",
+                                model=MODEL) as stream:
+            for event in stream:
+                events.append(event)
+                if len(events) == 3:
+                    with pytest.raises(NotFoundError):
+                        other.cancel(stream.request_id)
+                    assert elsewhere.cancel(stream.request_id)["status"] == "cancelling"
+        assert events[-1].data["cancelled"] is True and len(events) - 3 < 400
+        with pytest.raises(NotFoundError):  # over: its registration is gone everywhere
+            elsewhere.cancel(stream.request_id)
+    finally:
+        second.close()
