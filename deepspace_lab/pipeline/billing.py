@@ -23,7 +23,7 @@ reconciliation releases it when its lease lapses and marks the usage row ``unkno
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -49,6 +49,7 @@ from ..db.base import utcnow
 from ..errors import DeepSpaceError
 from .context import Next, PipelineServices, RequestContext
 from .metering import RequestBilling, estimate_tokens, prompt_token_estimate, worst_case_tokens
+from .renewal import Renewal
 from .steps import BaseStep
 
 log = logging.getLogger("deepspace_lab.billing")
@@ -125,12 +126,20 @@ async def grow_hold(services: PipelineServices, ctx: RequestContext, *, extra_pr
 
 
 class UsageCaptureStep(BaseStep):
+    """Keeps the hold's lease alive while the call runs (reconciliation only ever releases
+    holds whose request is gone), then captures or releases it."""
+
     name = "usage_capture"
+
+    async def _renew(self, ref: str) -> None:
+        async with self.services.sessions() as session:
+            await renew_hold_lease(session, ref=ref, lease_s=self.services.settings.hold_lease_s)
 
     async def __call__(self, ctx: RequestContext, call_next: Next) -> None:
         billing = ctx.billing
         assert billing is not None
-        renewer = LeaseRenewer(self.services, billing.ref)
+        renewer = Renewal(functools.partial(self._renew, billing.ref), lease_s=self.services.settings.hold_lease_s,
+                          what=f"the lease of hold {billing.ref}")
         try:
             await call_next(ctx)
         except BaseException as exc:
@@ -141,34 +150,6 @@ class UsageCaptureStep(BaseStep):
         await settle(self.services, ctx, outcome_of(ctx, None))
         if billing.cost_micros is not None and ctx.sink is not None and not ctx.chat.stream:  # type: ignore[union-attr]
             ctx.sink.set_header(COST_HEADER, str(billing.cost_micros))
-
-
-class LeaseRenewer:
-    """Renews the hold's lease every third of it while the call runs: reconciliation only ever
-    releases holds whose request is gone. Costs nothing for calls shorter than that."""
-
-    def __init__(self, services: PipelineServices, ref: str) -> None:
-        self.services, self.ref = services, ref
-        self.lease_s = services.settings.hold_lease_s
-        self._task: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(self.lease_s / 3, self._start)
-
-    def _start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with self.services.sessions() as session:
-                    await renew_hold_lease(session, ref=self.ref, lease_s=self.lease_s)
-            except Exception:
-                log.warning("could not renew the lease of hold %s", self.ref, exc_info=True)
-            await asyncio.sleep(self.lease_s / 3)
-
-    def stop(self) -> None:
-        self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
 
 
 def _code(ctx: RequestContext, error: BaseException | None) -> str | None:

@@ -18,10 +18,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..billing import list_budgets
@@ -30,6 +31,7 @@ from ..policy.limiter import Limit, Limiter, LimiterUnavailable, Refusal
 from ..policy.rules import PolicySnapshot
 from .context import Next, PipelineServices, RequestContext
 from .metering import worst_case_tokens
+from .renewal import Renewal
 from .steps import BaseStep
 
 log = logging.getLogger("deepspace_lab.policy")
@@ -83,6 +85,26 @@ def _refusal_error(refusal: Refusal) -> RateLimited:
         f"retry after {max(1, math.ceil(refusal.retry_after_s))} s", retry_after_s=max(refusal.retry_after_s, 1.0))
 
 
+def caller_limits(snap: PolicySnapshot, ctx: RequestContext, *, lease_s: float,
+                  tokens: Callable[[], int] = lambda: 1) -> list[Limit]:
+    """The limits of the caller's org, project and key, in that order (rpm, tpm, in flight for
+    each); ``tokens()``, the request's token count, is only worked out when a tpm limit applies."""
+    principal = ctx.principal
+    assert principal is not None
+    limits: list[Limit] = []
+    cost: int | None = None
+    for scope, scope_id, spec in snap.rate_specs(org_id=principal.org_id, project_id=principal.project_id,
+                                                 api_key_id=principal.api_key_id):
+        if spec.rpm:
+            limits.append(Limit(f"rpm:{scope}:{scope_id}", "window", spec.rpm, WINDOW_S, 1))
+        if spec.tpm:
+            cost = tokens() if cost is None else cost
+            limits.append(Limit(f"tpm:{scope}:{scope_id}", "window", spec.tpm, WINDOW_S, cost))
+        if spec.concurrency:
+            limits.append(Limit(f"conc:{scope}:{scope_id}", "concurrency", spec.concurrency, lease_s))
+    return limits
+
+
 class RateLimitStep(BaseStep):
     name = "rate_limit"
 
@@ -91,25 +113,16 @@ class RateLimitStep(BaseStep):
         self._warned_at = -math.inf
 
     def limits_for(self, ctx: RequestContext, snap: PolicySnapshot) -> list[Limit]:
-        principal, chat, model = ctx.principal, ctx.chat, ctx.model
-        assert principal is not None and chat is not None and model is not None
-        specs = snap.rate_specs(org_id=principal.org_id, project_id=principal.project_id,
-                                api_key_id=principal.api_key_id)
-        limits: list[Limit] = []
-        tokens = 0
-        for scope, scope_id, spec in specs:
-            if spec.rpm:
-                limits.append(Limit(f"rpm:{scope}:{scope_id}", "window", spec.rpm, WINDOW_S, 1))
-            if spec.tpm:
-                if not tokens:
-                    bound, out = worst_case_tokens(chat, context_window=model.context_window,
-                                                   default_cap=self.services.settings.default_max_output_tokens)
-                    tokens = bound + out
-                limits.append(Limit(f"tpm:{scope}:{scope_id}", "window", spec.tpm, WINDOW_S, tokens))
-            if spec.concurrency:
-                limits.append(Limit(f"conc:{scope}:{scope_id}", "concurrency", spec.concurrency,
-                                    self.services.settings.hold_lease_s))
-        return limits
+        chat, model = ctx.chat, ctx.model
+        assert chat is not None and model is not None
+        settings = self.services.settings
+
+        def tokens() -> int:
+            bound, out = worst_case_tokens(chat, context_window=model.context_window,
+                                           default_cap=settings.default_max_output_tokens)
+            return bound + out
+
+        return caller_limits(snap, ctx, lease_s=settings.hold_lease_s, tokens=tokens)
 
     async def __call__(self, ctx: RequestContext, call_next: Next) -> None:
         limiter = self.services.limiter
@@ -126,7 +139,9 @@ class RateLimitStep(BaseStep):
         if refusal is not None:
             ctx.detail["rate_limited_by"] = refusal.limit.key  # e.g. "rpm:key:<id>", for the risk views
             raise _refusal_error(refusal)
-        renewer = _SlotRenewer(limiter, ctx.request_id, [lim for lim in limits if lim.kind == "concurrency"])
+        slots = [lim for lim in limits if lim.kind == "concurrency"]
+        renewer = Renewal(functools.partial(limiter.renew, ctx.request_id, slots), lease_s=slots[0].window_s,
+                          what=f"the slots of {ctx.request_id}") if slots else None
         code: str | None = None
         try:
             await call_next(ctx)
@@ -134,7 +149,8 @@ class RateLimitStep(BaseStep):
             code = exc.code if isinstance(exc, DeepSpaceError) else "internal_error"
             raise
         finally:
-            renewer.stop()
+            if renewer is not None:
+                renewer.stop()
             await self._finish(limiter, ctx, limits, code or ctx.error_code)
 
     def _unavailable(self, ctx: RequestContext) -> None:
@@ -161,35 +177,6 @@ class RateLimitStep(BaseStep):
                         "with their lease", ctx.request_id)
 
 
-class _SlotRenewer:
-    """Renews concurrency slots (leases of ``hold_lease_s``) every third of their lease while a
-    long call runs, so only the slots of a process that died ever lapse."""
-
-    def __init__(self, limiter: Limiter, member: str, limits: list[Limit]) -> None:
-        self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        if limits:
-            self.limiter, self.member, self.limits = limiter, member, limits
-            self._timer = asyncio.get_running_loop().call_later(limits[0].window_s / 3, self._start)
-
-    def _start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.limiter.renew(self.member, self.limits)
-            except LimiterUnavailable:
-                log.warning("could not renew the rate-limit slots of %s", self.member)
-            await asyncio.sleep(self.limits[0].window_s / 3)
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
-
-
 class ModelPolicyStep(BaseStep):
     name = "policy"
 
@@ -209,17 +196,12 @@ async def limits_view(services: PipelineServices, ctx: RequestContext) -> dict[s
     principal = ctx.principal
     assert principal is not None
     snap = await snapshot(services, ctx)
+    limits = caller_limits(snap, ctx, lease_s=services.settings.hold_lease_s)
     rates: list[dict[str, Any]] = []
-    limits: list[Limit] = []
-    for scope, scope_id, spec in snap.rate_specs(org_id=principal.org_id, project_id=principal.project_id,
-                                                 api_key_id=principal.api_key_id):
-        for kind, value in (("rpm", spec.rpm), ("tpm", spec.tpm), ("conc", spec.concurrency)):
-            if value:
-                lim = Limit(f"{kind}:{scope}:{scope_id}", "concurrency" if kind == "conc" else "window", value,
-                            services.settings.hold_lease_s if kind == "conc" else WINDOW_S)
-                limits.append(lim)
-                rates.append({"scope": scope, "scope_id": scope_id, "limit": _NAMES[kind], "max": value,
-                              "window_s": WINDOW_S if kind != "conc" else None})
+    for limit in limits:
+        kind, scope, scope_id = limit.key.split(":", 2)
+        rates.append({"scope": scope, "scope_id": scope_id, "limit": _NAMES[kind], "max": limit.limit,
+                      "window_s": WINDOW_S if limit.kind == "window" else None})
     usage: list[int | None] = [None] * len(limits)
     if limits and services.limiter is not None:
         try:

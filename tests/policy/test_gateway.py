@@ -7,6 +7,7 @@ The cross-process cases (Redis shared by several gateways) are in ``test_scale_o
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from deepspace_lab.billing import set_budget
 from deepspace_lab.policy.service import delete_policy, set_policy
 
 from ..billing_pipeline.conftest import MODEL, assert_billed_once, body, post, rows, wallet
-from ..helpers import Gateway
+from ..helpers import Gateway, wait_for
 
 OTHER_MODEL = "deepspace-simulated-long"
 
@@ -223,3 +224,31 @@ def test_failed_logins_from_one_address_are_counted_across_gateways_sharing_redi
         limited = attempt(gw)
         assert limited.status_code == 429 and error_code(limited) == "login_rate_limited"
         assert int(limited.headers["Retry-After"]) >= 1
+
+
+def test_a_call_longer_than_its_lease_keeps_its_hold_and_its_slot(billed_gateways: Callable[..., Gateway]) -> None:
+    """Both leases are renewed while the call runs (every third of DEEPSPACE_HOLD_LEASE_S): the
+    hold's expiry moves on, and the in-flight slot still refuses a second request after the
+    first lease would have lapsed."""
+    import threading
+
+    gw = billed_gateways(hold_lease_s=0.6)
+    put_policy(gw, "rate_limit", "org", gw.tenant.org_id, {"concurrency": 1})
+    answers: list[httpx.Response] = []
+    slow = threading.Thread(target=lambda: answers.append(post(gw, body("[sim:delay_ms=2500] hi"))))
+    slow.start()
+    wait_for(lambda: bool(rows(gw, "SELECT 1 FROM holds WHERE state = 'open'")))
+    (hold,) = rows(gw, "SELECT id FROM holds WHERE state = 'open'")
+
+    def lease() -> datetime:
+        (row,) = rows(gw, "SELECT lease_expires_at FROM holds WHERE id = :i", i=hold["id"])
+        value = row["lease_expires_at"]  # SQLite gives text through a raw query
+        return (datetime.fromisoformat(value) if isinstance(value, str) else value).replace(tzinfo=None)
+
+    first = lease()
+    wait_for(lambda: lease() > first + timedelta(seconds=0.6), timeout_s=5)  # renewed, more than once
+    refused = post(gw, body("hi"))  # past the first lease: the slot is still held
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+    slow.join(30)
+    assert answers[0].status_code == 200
+    assert post(gw, body("hi")).status_code == 200
