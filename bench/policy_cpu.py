@@ -19,47 +19,19 @@ each batch:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import secrets
 import statistics
-import sys
-import tempfile
-import time
-from pathlib import Path
-from typing import Any
 
 import httpx
-import psycopg
+from _inprocess import Skip, cpu_ms_per_request, throwaway_gateway
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from deepspace_lab.pipeline import Pipeline
+from deepspace_lab.pipeline.registry import discover_steps
+from deepspace_lab.policy.limiter import MemoryLimiter, RedisLimiter
+from deepspace_lab.policy.service import set_policy
 
-from deepspace_lab.bootstrap import seed_simulated_models  # noqa: E402
-from deepspace_lab.db.migrate import upgrade  # noqa: E402
-from deepspace_lab.pipeline import Pipeline  # noqa: E402
-from deepspace_lab.pipeline.registry import discover_steps  # noqa: E402
-from deepspace_lab.policy.limiter import MemoryLimiter, RedisLimiter  # noqa: E402
-from deepspace_lab.policy.service import set_policy  # noqa: E402
-from tests.conftest import make_settings  # noqa: E402
-from tests.helpers import make_tenant, start_gateway  # noqa: E402
-
-SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("DEEPSPACE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-class Skip:
-    """Stands in for a policy step: calls on, nothing else."""
-
-    def __init__(self, services: Any) -> None:
-        pass
-
-    async def __call__(self, ctx: Any, call_next: Any) -> None:
-        await call_next(ctx)
-
-
-async def _thread_cpu() -> float:
-    return time.thread_time()
 
 
 def main() -> int:
@@ -68,21 +40,12 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--stream", action="store_true")
     args = p.parse_args()
-    name = f"dsl_policy_cpu_{secrets.token_hex(4)}"
-    with psycopg.connect(SERVER + "/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = f"{SERVER}/{name}"
-        upgrade(url)
-        settings = make_settings(url, Path(tempfile.mkdtemp()), audit_flush_interval_ms=50)
-        asyncio.run(seed_simulated_models(settings))
-        tenant = make_tenant(settings, email="bench@example.org")
-        gw = start_gateway(settings, tenant)
+    with throwaway_gateway("policy_cpu") as gw, httpx.Client(timeout=30) as client:
         services = gw.runtime.services
 
         async def limit() -> None:
             async with gw.runtime.sessions() as session:
-                await set_policy(session, kind="rate_limit", scope="org", scope_id=tenant.org_id, actor="bench",
+                await set_policy(session, kind="rate_limit", scope="org", scope_id=gw.tenant.org_id, actor="bench",
                                  spec={"rpm": 10**9, "tpm": 10**9, "concurrency": 10**6})
                 await session.commit()
 
@@ -94,32 +57,20 @@ def main() -> int:
                     "redis": (real, redis_limiter)}
         body = {"model": "deepspace-simulated-chat", "messages": [{"role": "user", "content": "hi"}],
                 "max_tokens": 128, "stream": args.stream}
-        headers = {"Authorization": f"Bearer {tenant.api_key}"}
         cpu: dict[str, list[float]] = {k: [] for k in variants}
-        with httpx.Client(timeout=30) as client:
-            def batch(n: int) -> float:
-                start = gw.loop.run(_thread_cpu())
-                for _ in range(n):
-                    assert client.post(gw.base_url + "/chat/completions", json=body, headers=headers).status_code == 200
-                return (gw.loop.run(_thread_cpu()) - start) / n * 1000
-
-            for rnd in range(args.rounds):
-                for label, (pipeline, limiter) in variants.items():
-                    gw.runtime._pipeline = pipeline
-                    services.limiter = limiter
-                    batch(20)  # warm-up
-                    cpu[label].append(batch(args.requests))
-                print(f"round {rnd + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cpu.items())
-                      + " ms of loop-thread CPU per request", flush=True)
+        for rnd in range(args.rounds):
+            for label, (pipeline, limiter) in variants.items():
+                gw.runtime._pipeline = pipeline
+                services.limiter = limiter
+                cpu_ms_per_request(gw, client, body, 20)  # warm-up
+                cpu[label].append(cpu_ms_per_request(gw, client, body, args.requests))
+            print(f"round {rnd + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cpu.items())
+                  + " ms of loop-thread CPU per request", flush=True)
         gw.loop.run(redis_limiter.close())
-        gw.close()
-        base = statistics.median(cpu["off"])
-        print(f"median per request: off {base:.2f} ms; " + "; ".join(
-            f"{k} +{statistics.median(v) - base:.2f} ms ({statistics.median(v) / base:.2f}x)"
-            for k, v in cpu.items() if k != "off") + f"; load {os.getloadavg()[0]:.1f}")
-    finally:
-        with psycopg.connect(SERVER + "/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    base = statistics.median(cpu["off"])
+    print(f"median per request: off {base:.2f} ms; " + "; ".join(
+        f"{k} +{statistics.median(v) - base:.2f} ms ({statistics.median(v) / base:.2f}x)"
+        for k, v in cpu.items() if k != "off") + f"; load {os.getloadavg()[0]:.1f}")
     return 0
 
 
