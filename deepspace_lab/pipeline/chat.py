@@ -31,6 +31,8 @@ class ChatRequest:
     conversation_id: str | None
     #: False when the caller's message is already stored (the product stream's regenerate)
     store_user_turn: bool = True
+    #: (prompt bound, output cap × n), worked out once by ``metering.worst_case_tokens``
+    worst_case: tuple[int, int] | None = None
 
     def last_user_text(self) -> str:
         for message in reversed(self.payload["messages"]):

@@ -78,7 +78,10 @@ def worst_case_tokens(chat: ChatRequest, *, context_window: int | None, default_
     """(prompt upper bound, output cap × ``n``): what the hold covers and tokens-per-minute
     limits count until the capture corrects them. When the caller names no output cap, the
     default one (limited by what the context window leaves) is written into the request, so
-    the upstream is asked for no more than is held; calling this again gives the same answer."""
+    the upstream is asked for no more than is held. Worked out once per request (the rate limit
+    and the hold both need it)."""
+    if chat.worst_case is not None:
+        return chat.worst_case
     cap = requested_output_cap(chat)
     if cap is None:
         cap = default_cap
@@ -86,7 +89,8 @@ def worst_case_tokens(chat: ChatRequest, *, context_window: int | None, default_
             cap = max(1, min(cap, context_window - prompt_token_estimate(chat)))
         chat.payload["max_tokens"] = cap
     choices = chat.payload.get("n") or 1  # each of n choices may use the whole output cap
-    return prompt_token_bound(chat), cap * choices
+    chat.worst_case = (prompt_token_bound(chat), cap * choices)
+    return chat.worst_case
 
 
 @dataclass(slots=True)
