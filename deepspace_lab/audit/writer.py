@@ -30,6 +30,7 @@ class AuditWriter:
         self._interval_s = flush_interval_ms / 1000
         self._buffer: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def batched(self) -> bool:
@@ -54,14 +55,17 @@ class AuditWriter:
         self._buffer.append(row)
 
     async def flush(self) -> None:
-        """Write everything buffered so far."""
+        """Write everything buffered so far. Rows whose write fails or is cancelled go back to
+        the front of the buffer (the next flush, or :meth:`close`, writes them)."""
         rows, self._buffer = self._buffer, []
         if rows:
             try:
                 await self._insert(rows)
-            except Exception:
-                log.exception("audit write failed; %d rows kept for retry", len(rows))
+            except BaseException as exc:
                 self._buffer[:0] = rows
+                if not isinstance(exc, Exception):
+                    raise
+                log.exception("audit write failed; %d rows kept for retry", len(rows))
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
         full = [{col: row.get(col) for col in _COLUMNS} for row in rows]
@@ -69,16 +73,18 @@ class AuditWriter:
             await conn.execute(insert(AuditLog), full)
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+            except asyncio.TimeoutError:
+                pass
             await self.flush()
 
     async def close(self) -> None:
+        """Stop the background task without interrupting a write in progress (a cancelled
+        INSERT would lose its batch), then write what is left."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            self._stopping.set()
+            await self._task
             self._task = None
         await self.flush()
