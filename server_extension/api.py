@@ -89,8 +89,8 @@ def query_params(handler: tornado.web.RequestHandler, *, allowed: tuple[str, ...
             shown = name.encode("latin-1").decode("utf-8", "replace")[:100]  # tornado decodes names as latin-1
             raise InvalidRequest(f"unknown query parameter {shown!r}; allowed: {list(allowed)}",
                                  code="unknown_parameter", param=shown)
-        try:
-            values = handler.get_query_arguments(name)
+        try:  # unstripped: tornado turns control characters into spaces, so "l\x1b" would read as "l"
+            values = handler.get_query_arguments(name, strip=False)
         except tornado.web.HTTPError:  # not UTF-8
             raise InvalidRequest(f"`{name}` is not valid UTF-8", code="invalid_value", param=name) from None
         if len(values) > 1:

@@ -405,16 +405,30 @@ PATHS["/deepspace/v1/chat/completions"]["post"]["responses"]["200"]["headers"] =
 
 
 def openapi_document() -> dict[str, Any]:
+    """The document: the paths and schemas above, plus the fragments route modules keep beside
+    their handlers (``openapi_paths()`` and ``OPENAPI_SCHEMAS``, e.g. the Admin API's areas)."""
+    from .routes import ROUTE_MODULES
+
+    paths, schemas = dict(PATHS), dict(SCHEMAS)
+    for module in ROUTE_MODULES:
+        if hasattr(module, "openapi_paths"):
+            fragment = module.openapi_paths()
+            assert not set(fragment) & set(paths), f"{module.__name__} documents a path twice"
+            paths.update(fragment)
+        extra = getattr(module, "OPENAPI_SCHEMAS", {})
+        assert not set(extra) & set(schemas), f"{module.__name__} defines a schema twice"
+        schemas.update(extra)
     return {
         "openapi": "3.1.0",
         "info": {"title": "DeepSpace Lab Gateway", "version": __version__,
-                 "description": "OpenAI-compatible model access plus the product API. Credentials: "
+                 "description": "OpenAI-compatible model access, the product API and, under `/deepspace/admin/api`, "
+                                "the Admin API (platform admins; org admins for their own org). Credentials: "
                                 "`Authorization: Bearer <API key dsk_… or access token>`; with an access token, "
                                 "`X-DeepSpace-Project` names the project."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": SCHEMAS},
-        "paths": PATHS,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas},
+        "paths": paths,
     }
 
 

@@ -9,6 +9,7 @@ from deepspace_lab.errors import NotFound
 from deepspace_lab.runtime import Runtime
 
 from . import (
+    admin_api,
     billing_handlers,
     chat_handlers,
     conversation_handlers,
@@ -24,7 +25,7 @@ from .base import DeepSpaceHandler
 
 #: Modules with ``default_handlers(runtime)``, mounted in this order.
 ROUTE_MODULES = (handlers, chat_handlers, conversation_handlers, identity_handlers, billing_handlers,
-                 policy_handlers, worker_handlers, file_handlers, jupyter_handlers, openapi)
+                 policy_handlers, worker_handlers, file_handlers, jupyter_handlers, admin_api, openapi)
 
 
 class UnknownRouteHandler(DeepSpaceHandler):

@@ -76,7 +76,7 @@ class AuditWriter:
         while not self._stopping.is_set():
             try:
                 await asyncio.wait_for(self._stopping.wait(), self._interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             await self.flush()
 

@@ -25,12 +25,12 @@ from .accounts import (
 )
 from .apikeys import authenticate_api_key, create_api_key, list_api_keys, revoke_api_key
 from .keys import generate_key, hash_key, key_prefix
-from .permissions import DEFAULT_KEY_SCOPES, ROLES, SCOPES, authorize, check_scopes
+from .permissions import DEFAULT_KEY_SCOPES, ROLES, SCOPES, admin_org_scope, authorize, check_scopes
 from .principal import Principal
 from .sessions import TokenPair, authenticate_access_token, login, logout, open_session, refresh
 
 __all__ = [
-    "DEFAULT_KEY_SCOPES", "ROLES", "SCOPES", "Principal", "TokenPair", "add_member",
+    "DEFAULT_KEY_SCOPES", "ROLES", "SCOPES", "Principal", "TokenPair", "add_member", "admin_org_scope",
     "authenticate_access_token", "authenticate_api_key", "authorize", "change_role", "check_scopes",
     "create_api_key", "create_org", "create_project", "create_user", "delete_project", "generate_key",
     "get_project", "get_user_by_email", "hash_key", "key_prefix", "list_api_keys", "list_members",
