@@ -293,7 +293,10 @@ class UpstreamStep(BaseStep):
             if not started:
                 sink.start_stream()
             tail = observer.flush_tail()
-            sink.end_stream(tail + (b"" if observer.done_seen else SSE_DONE))
+            # [DONE] goes out only now, with the stream's end, which the handler sends once the
+            # pipeline has returned: after usage_capture committed, so a client that saw [DONE]
+            # reads its usage row captured, never `pending`.
+            sink.end_stream(tail + SSE_DONE)
         finally:
             ctx.stop = None
             drain.stop()

@@ -62,9 +62,9 @@ class StreamObserver:
 
     def _observe(self, event: bytes) -> bytes | None:
         """Record what we need from one event; returns it (or its rewrite), None to drop it."""
-        if event.startswith(_DONE):
+        if event.startswith(_DONE):  # held back: the pipeline ends the stream with it once billed
             self.done_seen = True
-            return event
+            return None
         if (b'"content":"' in event and b'"content":""' not in event) or (
             b'"content": "' in event and b'"content": ""' not in event
         ):

@@ -187,6 +187,33 @@ def test_a_client_that_leaves_after_done_is_billed_the_upstream_usage(gw: Gatewa
     assert row["delivered_tokens"] == 8
 
 
+def test_done_reaches_the_client_only_after_the_capture_committed(gw: Gateway,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that saw ``[DONE]`` reads its usage row captured, never ``pending``: the
+    capture is made slow on purpose, so a ``[DONE]`` relayed as the upstream sent it would
+    arrive first."""
+    import asyncio
+
+    from deepspace_lab.pipeline import billing
+
+    capture = billing.capture_hold
+
+    async def slow_capture(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.3)  # fault injection in the server, not synchronisation of the test
+        return await capture(*args, **kwargs)
+
+    monkeypatch.setattr(billing, "capture_hold", slow_capture)
+    with httpx.stream("POST", gw.base_url + "/chat/completions", timeout=30,
+                      json=body("bill me before you say done [sim:tokens=5]", stream=True),
+                      headers={"Authorization": f"Bearer {gw.tenant.api_key}"}) as response:
+        request_id = response.headers["X-Request-Id"]
+        for line in response.iter_lines():
+            if line == "data: [DONE]":  # where an OpenAI SDK stops reading
+                status = usage_row(gw, request_id)["status"]  # read at once: no waiting
+                break
+    assert status == "captured"
+
+
 def test_a_price_change_while_a_stream_runs_bills_the_price_it_was_held_at(gw: Gateway) -> None:
     old = rows(gw, "SELECT id, input_micros_per_mtok FROM prices WHERE model_name = :m ORDER BY effective_at DESC",
                m=MODEL)[0]

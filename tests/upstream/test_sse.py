@@ -1,4 +1,5 @@
-"""The SSE observer relays bytes untouched, drops only what it must, and learns usage."""
+"""The SSE observer relays bytes untouched, drops only what it must (a usage chunk not asked
+for; ``[DONE]``, which the pipeline sends once the request is billed), and learns usage."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ CHUNKS = [
     b"data: [DONE]\n\n",
 ]
 STREAM = b"".join(CHUNKS)
+RELAYED = b"".join(CHUNKS[:-1])  # [DONE] is held back
 
 
 def relay(observer: StreamObserver, pieces: list[bytes]) -> bytes:
@@ -29,14 +31,14 @@ def relay(observer: StreamObserver, pieces: list[bytes]) -> bytes:
 def test_usage_chunk_is_dropped_when_the_caller_did_not_ask() -> None:
     obs = StreamObserver(strip_usage=True, collect_text=False)
     out = relay(obs, [STREAM])
-    assert out == STREAM.replace(CHUNKS[4], b"")
+    assert out == RELAYED.replace(CHUNKS[4], b"")
     assert obs.usage == {"prompt_tokens": 3, "completion_tokens": 2}
     assert obs.response_id == "c1" and obs.finish_reason == "stop" and obs.done_seen
 
 
-def test_usage_chunk_is_kept_when_asked_and_bytes_pass_unchanged() -> None:
+def test_usage_chunk_is_kept_when_asked_and_the_other_bytes_pass_unchanged() -> None:
     obs = StreamObserver(strip_usage=False, collect_text=False)
-    assert relay(obs, [STREAM]) == STREAM
+    assert relay(obs, [STREAM]) == RELAYED and obs.done_seen
     assert obs.usage is not None
 
 
@@ -44,7 +46,7 @@ def test_events_split_across_reads_are_reassembled() -> None:
     obs = StreamObserver(strip_usage=True, collect_text=True)
     pieces = [STREAM[i:i + 7] for i in range(0, len(STREAM), 7)]
     out = relay(obs, pieces)
-    assert out == STREAM.replace(CHUNKS[4], b"")
+    assert out == RELAYED.replace(CHUNKS[4], b"")
     assert obs.text == "Hello" and obs.content_events == 2
 
 
