@@ -38,7 +38,9 @@ from ..tracing import make_traceparent
 log = logging.getLogger("deepspace_lab.upstream")
 _SECRETISH = re.compile(r"(sk|dsk|key|token)[-_][A-Za-z0-9_\-]{6,}", re.IGNORECASE)
 _QUOTA_CODES = frozenset({"insufficient_user_quota", "pre_consume_token_quota_failed", "insufficient_quota"})
-_QUOTA_WORDS = re.compile(r"quota|balance|额度|余额", re.IGNORECASE)
+_QUOTA_WORDS = re.compile(r"quota|balance|额度|余额|pre[-_ ]?consume|remaining\W{0,3}[$＄¥]?\d", re.IGNORECASE)
+#: statuses new-api / one-api and others answer an upstream account out of money with
+_QUOTA_STATUSES = frozenset({400, 401, 402, 403, 422, 429})
 
 
 class UpstreamStreamInterrupted(UpstreamError):
@@ -245,6 +247,13 @@ class UpstreamClient:
         code = response.code
         if code == 599:
             return self._map_exception(response.error)
+        if code in _QUOTA_STATUSES and (cause := _quota_cause(body)) is not None:
+            # Our upstream account (not the caller) ran out: the operator must top it up. Its text
+            # ("pre-consume failed, remaining 0.12") names the operator's balance: never relayed.
+            log.error("the upstream account is out of quota (HTTP %s, %s); top up the upstream account "
+                      "of DEEPSPACE_UPSTREAM_API_KEY", code, cause)
+            return ServiceUnavailable("the model service is temporarily unavailable; retry later",
+                                      code="upstream_quota_exhausted")
         detail = _upstream_message(code, body)
         if code in (400, 422):
             return InvalidRequest(f"the model service rejected the request: {detail}", code="upstream_rejected")
@@ -254,12 +263,6 @@ class UpstreamClient:
             retry = _retry_after(response)
             return RateLimited("the upstream model service is rate limiting; retry later",
                                code="upstream_rate_limited", retry_after_s=retry)
-        if code in (401, 403) and (cause := _quota_cause(body)) is not None:
-            # Our upstream account (not the caller) ran out: the operator must top it up.
-            log.error("the upstream account is out of quota (HTTP %s, %s); top up the upstream account "
-                      "of DEEPSPACE_UPSTREAM_API_KEY", code, cause)
-            return ServiceUnavailable("the model service is temporarily unavailable; retry later",
-                                      code="upstream_quota_exhausted")
         if code in (401, 403):
             log.error("upstream refused our credentials (HTTP %s); check DEEPSPACE_UPSTREAM_API_KEY", code)
             return UpstreamError("the gateway could not authenticate with the model service",
@@ -268,8 +271,8 @@ class UpstreamClient:
 
 
 def _quota_cause(body: bytes) -> str | None:
-    """The upstream's code and message (scrubbed, for our log) when a 401/403 says the upstream
-    account is out of quota or balance — new-api / one-api: ``insufficient_user_quota``,
+    """The upstream's code and message (scrubbed, for our log) when an error answer says the
+    upstream account is out of quota or balance — new-api / one-api: ``insufficient_user_quota``,
     ``pre_consume_token_quota_failed``, "user quota is not enough", "该令牌额度已用尽" — rather
     than that our credentials are wrong; None otherwise."""
     try:

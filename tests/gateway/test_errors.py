@@ -218,11 +218,16 @@ OUT_OF_QUOTA = [
     (403, _new_api_error("用户额度不足, 剩余额度: ＄0.120000", None)),
     (401, _new_api_error("该令牌额度已用尽", None)),  # one-api: the token's own quota ran out
     (403, _new_api_error("Insufficient account balance", "")),
+    # new-api#6306: a pre-consume failure answered as a request error still names the balance
+    (400, _new_api_error("pre-consume failed, remaining 0.12", None)),
+    (422, _new_api_error("remaining balance 0.12 is not enough", None)),
+    (402, _new_api_error("insufficient quota, remaining 0.12", "insufficient_quota")),
+    (429, _new_api_error("You exceeded your current quota, remaining 0.12", "insufficient_quota")),
 ]
 
 
 @pytest.mark.parametrize(("status", "body"), OUT_OF_QUOTA, ids=["code", "pre-consume", "message-zh", "token-401",
-                                                                "balance"])
+                                                                "balance", "400", "422", "402", "429"])
 def test_an_upstream_account_out_of_quota_is_a_retryable_503(gateway_factory, caplog, status: int,
                                                              body: bytes) -> None:
     server = _refusing_upstream(status, body)
