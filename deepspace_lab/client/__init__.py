@@ -9,6 +9,7 @@ reach the Gateway — over HTTP only (DESIGN §2: a leaf over level 0, no databa
   ``DEEPSPACE_API_KEY`` or ``DEEPSPACE_TOKEN`` + ``DEEPSPACE_REFRESH_TOKEN``,
   ``DEEPSPACE_PROJECT``); a kernel started by a Jupyter server with the extension has them.
   Access tokens are renewed before they expire, once per process.
+- :func:`workflow_output` hands a value back to the workflow run that executes the notebook.
 - Errors are typed after the Gateway's stable codes (see :mod:`._errors`).
 """
 
@@ -30,6 +31,7 @@ from ._errors import (
     UpstreamError,
     error_from_body,
 )
+from ._outputs import OUTPUT_MIME, workflow_output
 from ._sse import SSEDecoder, SSEEvent
 from ._sync import ChatCompletionStream, DeepSpaceClient, ProductStream
 
@@ -37,6 +39,6 @@ __all__ = [
     "AsyncChatCompletionStream", "AsyncDeepSpaceClient", "AsyncProductStream", "AuthenticationError",
     "BudgetExceededError", "ChatCompletionStream", "ChatEvent", "ClientConfig", "ConflictError", "ConnectionFailed",
     "Credentials", "DeepSpaceClient", "DeepSpaceClientError", "InsufficientFundsError", "InvalidRequestError",
-    "NotFoundError", "PermissionDeniedError", "ProductStream", "RateLimitedError", "SSEDecoder", "SSEEvent",
-    "ServiceUnavailableError", "UpstreamError", "error_from_body", "gateway_root",
+    "NotFoundError", "OUTPUT_MIME", "PermissionDeniedError", "ProductStream", "RateLimitedError", "SSEDecoder",
+    "SSEEvent", "ServiceUnavailableError", "UpstreamError", "error_from_body", "gateway_root", "workflow_output",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from ..tracing import make_traceparent
 from ._config import ClientConfig
 from ._errors import ConnectionFailed, DeepSpaceClientError, error_from_body
 
@@ -75,6 +76,8 @@ class BaseClient:
 
     def _headers(self, call: Call) -> dict[str, str]:
         headers = {"User-Agent": USER_AGENT, **call.headers}
+        if self.config.trace_id:
+            headers["traceparent"] = make_traceparent(self.config.trace_id)
         bearer = self.config.credentials.bearer() if call.auth else None
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"

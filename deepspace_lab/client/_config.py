@@ -9,6 +9,9 @@ is given):
 - ``DEEPSPACE_TOKEN`` and ``DEEPSPACE_REFRESH_TOKEN`` — a short-lived access token and the
   refresh token that renews it (the kernel handoff).
 - ``DEEPSPACE_PROJECT`` — the project to act in with a token (``X-DeepSpace-Project``).
+- ``DEEPSPACE_TRACE_ID`` — a trace id (32 hex chars) every call joins through a W3C
+  ``traceparent`` header (a workflow's notebook step sets it, so the notebook's model calls land
+  on the run's trace); an invalid value is ignored.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..tracing import trace_id_from_traceparent
 from ._errors import DeepSpaceClientError
 
 ENV_URL = "DEEPSPACE_GATEWAY_URL"
@@ -29,6 +33,7 @@ ENV_API_KEY = "DEEPSPACE_API_KEY"
 ENV_TOKEN = "DEEPSPACE_TOKEN"
 ENV_REFRESH = "DEEPSPACE_REFRESH_TOKEN"
 ENV_PROJECT = "DEEPSPACE_PROJECT"
+ENV_TRACE_ID = "DEEPSPACE_TRACE_ID"
 #: renew an access token this long before it expires
 REFRESH_MARGIN_S = 60.0
 
@@ -40,6 +45,13 @@ def gateway_root(url: str) -> str:
         if url.endswith(suffix):
             url = url[: -len(suffix)]
     return url
+
+
+def valid_trace_id(value: str | None) -> str | None:
+    """``value`` when it is a usable trace id (32 lowercase hex chars, not all zero), else None."""
+    if not value:
+        return None
+    return trace_id_from_traceparent(f"00-{value.strip().lower()}-{'1' * 16}-01")
 
 
 def token_expiry(token: str) -> float | None:
@@ -114,11 +126,13 @@ class ClientConfig:
     credentials: Credentials
     project_id: str | None = None
     timeout_s: float = 60.0
+    #: sent on every call as a ``traceparent`` (the caller joins this trace)
+    trace_id: str | None = None
 
     @classmethod
     def resolve(cls, *, base_url: str | None = None, api_key: str | None = None, access_token: str | None = None,
                 refresh_token: str | None = None, project_id: str | None = None, timeout_s: float = 60.0,
-                environ: Mapping[str, str] | None = None) -> ClientConfig:
+                trace_id: str | None = None, environ: Mapping[str, str] | None = None) -> ClientConfig:
         """Explicit values win; what is not given comes from ``environ`` (default ``os.environ``)."""
         env = os.environ if environ is None else environ
         url = base_url or env.get(ENV_URL)
@@ -134,4 +148,5 @@ class ClientConfig:
         else:
             credentials = shared_credentials(access_token=env.get(ENV_TOKEN), refresh_token=env.get(ENV_REFRESH))
         return cls(base_url=gateway_root(url), credentials=credentials,
-                   project_id=project_id or env.get(ENV_PROJECT) or None, timeout_s=timeout_s)
+                   project_id=project_id or env.get(ENV_PROJECT) or None, timeout_s=timeout_s,
+                   trace_id=valid_trace_id(trace_id or env.get(ENV_TRACE_ID)))
