@@ -94,10 +94,6 @@ def cancel(request_id: str) -> Call:
     return Call("POST", f"{API}/chat/{request_id}/cancel")
 
 
-def chat(body: dict[str, Any]) -> Call:
-    return Call("POST", V1 + "/chat/completions", json=body)
-
-
 def product_stream(body: dict[str, Any]) -> Call:
     return Call("POST", API + "/chat/stream", json=body, headers={"Accept": "text/event-stream"})
 

@@ -99,12 +99,12 @@ class AsyncDeepSpaceClient(BaseClient):
     # -- OpenAI-compatible chat -----------------------------------------------------------
     async def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
         """A non-streaming chat completion (the OpenAI JSON answer)."""
-        result: dict[str, Any] = await self._send(_api.chat(chat_body(model, messages, params, stream=False)))
+        result: dict[str, Any] = await self._send(self._chat_call(chat_body(model, messages, params, stream=False)))
         return result
 
     def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> AsyncChatCompletionStream:
         """A streaming chat completion: iterate the OpenAI chunks (dicts)."""
-        return AsyncChatCompletionStream(self, _api.chat(chat_body(model, messages, params, stream=True)))
+        return AsyncChatCompletionStream(self, self._chat_call(chat_body(model, messages, params, stream=True)))
 
     # -- the product stream ---------------------------------------------------------------
     def stream_chat(self, *, conversation_id: str, content: str | None = None, model: str, system: str | None = None,

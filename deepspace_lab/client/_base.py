@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from ..tracing import make_traceparent
-from ._config import ClientConfig
+from ._config import ClientConfig, next_idempotency_key
 from ._errors import ConnectionFailed, DeepSpaceClientError, error_from_body
 
 API = "/deepspace/api"
@@ -92,6 +92,12 @@ class BaseClient:
         if call.json is not None:
             kwargs["json"] = call.json
         return kwargs
+
+    def _chat_call(self, body: dict[str, Any]) -> Call:
+        """A chat completion; numbered for idempotency when the config has a prefix."""
+        prefix = self.config.idempotency_prefix
+        headers = {"Idempotency-Key": next_idempotency_key(prefix)} if prefix else {}
+        return Call("POST", V1 + "/chat/completions", json=body, headers=headers)
 
     def _refresh_call(self) -> Call:
         return Call("POST", API + "/auth/refresh", json={"refresh_token": self.config.credentials.refresh_token},

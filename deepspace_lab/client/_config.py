@@ -12,11 +12,16 @@ is given):
 - ``DEEPSPACE_TRACE_ID`` — a trace id (32 hex chars) every call joins through a W3C
   ``traceparent`` header (a workflow's notebook step sets it, so the notebook's model calls land
   on the run's trace); an invalid value is ignored.
+- ``DEEPSPACE_IDEMPOTENCY_PREFIX`` — chat completions get ``Idempotency-Key: <prefix>:<n>``,
+  ``n`` counting this process's chat calls from 0 (a workflow step sets ``wf:<run>:<step>``, so
+  a retried step's calls, made in the same order with the same bodies, replay instead of
+  billing again — DESIGN §12.8).
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import threading
@@ -34,6 +39,7 @@ ENV_TOKEN = "DEEPSPACE_TOKEN"
 ENV_REFRESH = "DEEPSPACE_REFRESH_TOKEN"
 ENV_PROJECT = "DEEPSPACE_PROJECT"
 ENV_TRACE_ID = "DEEPSPACE_TRACE_ID"
+ENV_IDEMPOTENCY_PREFIX = "DEEPSPACE_IDEMPOTENCY_PREFIX"
 #: renew an access token this long before it expires
 REFRESH_MARGIN_S = 60.0
 
@@ -118,6 +124,17 @@ def shared_credentials(*, access_token: str | None, refresh_token: str | None) -
         return found
 
 
+_CALLS: dict[str, itertools.count[int]] = {}
+
+
+def next_idempotency_key(prefix: str) -> str:
+    """``<prefix>:<n>``: the n-th chat call of this process under ``prefix`` (one count per
+    process, whichever client makes the call)."""
+    with _SHARED_LOCK:
+        counter = _CALLS.setdefault(prefix, itertools.count())
+        return f"{prefix}:{next(counter)}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClientConfig:
     """Resolved client settings. ``timeout_s`` bounds connect and each read, not a whole stream."""
@@ -128,11 +145,14 @@ class ClientConfig:
     timeout_s: float = 60.0
     #: sent on every call as a ``traceparent`` (the caller joins this trace)
     trace_id: str | None = None
+    #: chat completions carry ``Idempotency-Key: <prefix>:<n>`` (:func:`next_idempotency_key`)
+    idempotency_prefix: str | None = None
 
     @classmethod
     def resolve(cls, *, base_url: str | None = None, api_key: str | None = None, access_token: str | None = None,
                 refresh_token: str | None = None, project_id: str | None = None, timeout_s: float = 60.0,
-                trace_id: str | None = None, environ: Mapping[str, str] | None = None) -> ClientConfig:
+                trace_id: str | None = None, idempotency_prefix: str | None = None,
+                environ: Mapping[str, str] | None = None) -> ClientConfig:
         """Explicit values win; what is not given comes from ``environ`` (default ``os.environ``)."""
         env = os.environ if environ is None else environ
         url = base_url or env.get(ENV_URL)
@@ -149,4 +169,5 @@ class ClientConfig:
             credentials = shared_credentials(access_token=env.get(ENV_TOKEN), refresh_token=env.get(ENV_REFRESH))
         return cls(base_url=gateway_root(url), credentials=credentials,
                    project_id=project_id or env.get(ENV_PROJECT) or None, timeout_s=timeout_s,
-                   trace_id=valid_trace_id(trace_id or env.get(ENV_TRACE_ID)))
+                   trace_id=valid_trace_id(trace_id or env.get(ENV_TRACE_ID)),
+                   idempotency_prefix=idempotency_prefix or env.get(ENV_IDEMPOTENCY_PREFIX) or None)

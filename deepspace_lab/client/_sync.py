@@ -95,12 +95,12 @@ class DeepSpaceClient(BaseClient):
     # -- OpenAI-compatible chat -----------------------------------------------------------
     def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
         """A non-streaming chat completion (the OpenAI JSON answer)."""
-        result: dict[str, Any] = self._send(_api.chat(chat_body(model, messages, params, stream=False)))
+        result: dict[str, Any] = self._send(self._chat_call(chat_body(model, messages, params, stream=False)))
         return result
 
     def chat_stream(self, model: str, messages: list[dict[str, Any]], **params: Any) -> ChatCompletionStream:
         """A streaming chat completion: iterate the OpenAI chunks (dicts)."""
-        return ChatCompletionStream(self, _api.chat(chat_body(model, messages, params, stream=True)))
+        return ChatCompletionStream(self, self._chat_call(chat_body(model, messages, params, stream=True)))
 
     # -- the product stream ---------------------------------------------------------------
     def stream_chat(self, *, conversation_id: str, content: str | None = None, model: str, system: str | None = None,

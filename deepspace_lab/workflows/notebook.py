@@ -23,7 +23,10 @@ carries them, so they survive in the stored artifact and need no side channel.
 Injection: the kernel's environment is an allow-list of the worker's (PATH, HOME, locale,
 Python and Jupyter paths: never a database or Redis URL, an upstream key or the secret key —
 DESIGN §12.1) plus ``DEEPSPACE_GATEWAY_URL``, ``DEEPSPACE_API_KEY`` (the run-scoped key) and
-``DEEPSPACE_TRACE_ID``, which :mod:`deepspace_lab.client` reads with no code in the notebook.
+``DEEPSPACE_TRACE_ID``, which :mod:`deepspace_lab.client` reads with no code in the notebook,
+and ``DEEPSPACE_IDEMPOTENCY_PREFIX``: the client numbers the notebook's chat calls
+``ctx.idempotency_key(0)``, ``(1)``, … so a retried attempt that makes the same calls in the same
+order replays them instead of paying again (DESIGN §12.8).
 They are environment, not papermill parameters, because papermill writes parameters into the
 output notebook, which is stored.
 
@@ -41,7 +44,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -154,13 +157,13 @@ def check(step: dict[str, Any]) -> None:
             raise StepDefinitionError(f"no kernel named {kernel!r} on this machine", field="kernel")
 
 
-def kernel_env(base: dict[str, str] | os._Environ[str], *, gateway_url: str, api_key: str,
-               trace_id: str) -> dict[str, str]:
+def kernel_env(base: Mapping[str, str], *, gateway_url: str, api_key: str, trace_id: str,
+               idempotency_prefix: str) -> dict[str, str]:
     """The environment papermill and its kernel get: ``base`` cut to :data:`ENV_ALLOWED`, plus
     what :mod:`deepspace_lab.client` reads to reach the Gateway as the run."""
     env = {k: v for k, v in base.items() if k in ENV_ALLOWED or k.startswith("LC_")}
     env.update(DEEPSPACE_GATEWAY_URL=gateway_url, DEEPSPACE_API_KEY=api_key, DEEPSPACE_TRACE_ID=trace_id,
-               PYTHONUNBUFFERED="1")
+               DEEPSPACE_IDEMPOTENCY_PREFIX=idempotency_prefix, PYTHONUNBUFFERED="1")
     return env
 
 
@@ -223,8 +226,10 @@ async def run(ctx: StepContext) -> StepOutcome:
                 index, total = event["index"], int(event["total"])
                 await ctx.progress(f"cell {index + 1} of {total}", index / total)
 
-        result = await supervise(argv, env=kernel_env(os.environ, gateway_url=ctx.gateway_url, api_key=ctx.api_key,
-                                                      trace_id=ctx.trace_id),
+        # the client numbers the notebook's chat calls <prefix>:0, :1, … = ctx.idempotency_key(i)
+        env = kernel_env(os.environ, gateway_url=ctx.gateway_url, api_key=ctx.api_key, trace_id=ctx.trace_id,
+                         idempotency_prefix=ctx.idempotency_key(0).rpartition(":")[0])
+        result = await supervise(argv, env=env,
                                  cwd=tmp, stderr_path=work / "papermill.log", deadline=_deadline(ctx),
                                  cancelled=ctx.cancelled, on_event=on_event)
         executed = nbformat.read(str(output), as_version=4) if output.is_file() else None  # type: ignore[no-untyped-call]

@@ -91,9 +91,11 @@ def test_the_kernel_environment_keeps_no_secret() -> None:
             "DEEPSPACE_REDIS_URL": "redis://x", "DEEPSPACE_UPSTREAM_API_KEY": "sk-up", "DEEPSPACE_SECRET_KEY": "s",
             "DATABASE_URL": "postgresql://y", "AWS_SECRET_ACCESS_KEY": "a", "DEEPSPACE_TOKEN": "t",
             "DEEPSPACE_API_KEY": "dsk_someone_else"}
-    env = kernel_env(base, gateway_url="http://gw", api_key="dsk_run", trace_id="ab" * 16)
+    env = kernel_env(base, gateway_url="http://gw", api_key="dsk_run", trace_id="ab" * 16,
+                     idempotency_prefix="wf:r:s")
     assert env == {"PATH": "/usr/bin", "HOME": "/home/r", "LC_ALL": "C.UTF-8", "DEEPSPACE_GATEWAY_URL": "http://gw",
-                   "DEEPSPACE_API_KEY": "dsk_run", "DEEPSPACE_TRACE_ID": "ab" * 16, "PYTHONUNBUFFERED": "1"}
+                   "DEEPSPACE_API_KEY": "dsk_run", "DEEPSPACE_TRACE_ID": "ab" * 16,
+                   "DEEPSPACE_IDEMPOTENCY_PREFIX": "wf:r:s", "PYTHONUNBUFFERED": "1"}
 
 
 def test_outputs_are_read_back_from_the_executed_notebook_a_later_one_winning() -> None:
@@ -140,11 +142,28 @@ def test_the_client_sends_the_trace_id_from_the_environment(monkeypatch: pytest.
     assert "traceparent" not in seen[-1].headers
 
 
+def test_the_client_numbers_its_chat_calls_under_the_idempotency_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers.get("Idempotency-Key"))
+        return httpx.Response(200, json={"object": "list", "data": []})
+
+    prefix = f"wf:run-{time.monotonic_ns()}:step"
+    monkeypatch.setenv("DEEPSPACE_IDEMPOTENCY_PREFIX", prefix)
+    for _ in range(2):  # one count per process, across clients
+        with DeepSpaceClient(base_url="http://gw", api_key="dsk_x", transport=httpx.MockTransport(handler)) as client:
+            client.chat("m", [{"role": "user", "content": "hi"}])
+            client.models()
+    assert keys == [f"{prefix}:0", None, f"{prefix}:1", None]
+
+
 # A child that starts a grandchild in a session of its own, as jupyter_client starts a kernel.
-TREE = """
+GRANDCHILD = "import os, sys, time; open(sys.argv[1], 'w').write(f'{os.getpid()}\\n'); time.sleep(600)"
+TREE = f"""
 import subprocess, sys, time
-subprocess.Popen([sys.executable, "-c", "import os, time; open(sys.argv[1], 'w').write(f'{os.getpid()}\\\\n'); time.sleep(600)".replace("sys.argv[1]", repr(sys.argv[1]))], start_new_session=True)
-print('{"event": "started"}', flush=True)
+subprocess.Popen([sys.executable, "-c", {GRANDCHILD!r}, sys.argv[1]], start_new_session=True)
+print('{{"event": "started"}}', flush=True)
 time.sleep(600)
 """
 

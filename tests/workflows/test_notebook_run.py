@@ -16,7 +16,7 @@ import pytest
 
 from deepspace_lab.workflows.steps import StepFailed
 
-from ..helpers import Gateway
+from ..helpers import Gateway, count
 from .notebook_fixtures import ROOT, Harness, make_harness, pid_gone, read_pid, run_step, write_notebook
 
 pytestmark = pytest.mark.slow
@@ -59,6 +59,15 @@ def test_the_example_notebook_calls_the_model_as_the_run_and_returns_its_outputs
     total = len(nbformat.reads(data.decode(), as_version=4).cells)
     assert [m for m, _ in harness.progress] == [f"cell {i} of {total}" for i in range(1, total + 1)]
     assert [f for _, f in harness.progress] == [i / total for i in range(total)]
+
+    # a retried attempt makes the same calls: replayed under (run, step, call index), billed once
+    harness.ctx.attempt = 2
+    assert run_step(harness).outputs == outcome.outputs
+    calls = [r for r in gateway.audit_rows() if r["path"] == "/deepspace/v1/chat/completions"]
+    assert [bool(r["detail"].get("idempotent_replay")) for r in calls] == [False, False, True, True]
+    assert count(gateway.db, "usage_records") == 2
+    assert sorted(r["detail"]["idempotency_key"] for r in calls[2:]) == [harness.ctx.idempotency_key(i)
+                                                                          for i in range(2)]
 
 
 @sqlite_only
@@ -124,14 +133,15 @@ def test_the_kernel_environment_has_no_secret_and_has_the_run(gateway: Gateway, 
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
     path = write_notebook(tmp_path / "env.ipynb", None, "import os\nfrom deepspace_lab.client import workflow_output",
-                          "workflow_output('names', sorted(os.environ))\n"
-                          "workflow_output('run', {k: os.environ[k] for k in os.environ if k.startswith('DEEPSPACE_')})")
+                          "workflow_output('names', sorted(os.environ))",
+                          "workflow_output('run', {k: v for k, v in os.environ.items() if k.startswith('DEEPSPACE_')})")
     harness = make_harness(gateway, {"notebook": str(path)})
     outcome = run_step(harness)
 
     assert not set(secrets) & set(outcome.outputs["names"])
     assert outcome.outputs["run"] == {"DEEPSPACE_GATEWAY_URL": gateway.url,
                                       "DEEPSPACE_API_KEY": gateway.tenant.api_key,
-                                      "DEEPSPACE_TRACE_ID": harness.ctx.trace_id}
+                                      "DEEPSPACE_TRACE_ID": harness.ctx.trace_id,
+                                      "DEEPSPACE_IDEMPOTENCY_PREFIX": "wf:wfr_test:execute"}
     _, data = harness.artifact(outcome.artifacts[0])
     assert not [value for value in secrets.values() if value.encode() in data]
