@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     def emit(**event: Any) -> None:
         events.write(json.dumps(event, default=str) + "\n")
 
+    # jsonschema (under nbformat) imports rfc3987_syntax when it is installed, only for its "iri"
+    # format check, and that import builds a grammar: 1-2 s of a step's start on this machine.
+    # Notebook schemas use no such format; marking the module absent makes jsonschema skip it.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     import papermill
     from papermill.engines import NBClientEngine, papermill_engines
     from papermill.exceptions import PapermillExecutionError
