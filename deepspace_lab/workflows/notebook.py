@@ -38,6 +38,7 @@ as far as papermill had saved it: papermill saves after each cell).
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import os
 import re
@@ -205,8 +206,8 @@ def _deadline(ctx: StepContext) -> Callable[[], float | None]:
 async def run(ctx: StepContext) -> StepOutcome:
     """One attempt: papermill in a supervised child; the executed notebook stored as an artifact."""
     spec = ctx.spec
-    try:
-        check(spec)
+    try:  # in a thread: the first papermill import and the notebook read block (the worker's loop is shared)
+        await asyncio.to_thread(check, spec)
     except StepDefinitionError as exc:
         raise StepFailed(str(exc), code="invalid_step", detail={"field": exc.field}, retryable=False) from None
     source = notebook_path(spec)
@@ -229,15 +230,22 @@ async def run(ctx: StepContext) -> StepOutcome:
         # the client numbers the notebook's chat calls <prefix>:0, :1, … = ctx.idempotency_key(i)
         env = kernel_env(os.environ, gateway_url=ctx.gateway_url, api_key=ctx.api_key, trace_id=ctx.trace_id,
                          idempotency_prefix=ctx.idempotency_key(0).rpartition(":")[0])
-        result = await supervise(argv, env=env,
-                                 cwd=tmp, stderr_path=work / "papermill.log", deadline=_deadline(ctx),
-                                 cancelled=ctx.cancelled, on_event=on_event)
-        executed = nbformat.read(str(output), as_version=4) if output.is_file() else None  # type: ignore[no-untyped-call]
+        result = await supervise(argv, env=env, cwd=tmp, stderr_path=work / "papermill.log",
+                                 deadline=_deadline(ctx), cancelled=ctx.cancelled, on_event=on_event)
+        data = output.read_bytes() if output.is_file() else None
         artifacts = []
-        if output.is_file():
+        if data is not None:
             name = f"{source.stem}.{ctx.step_id}.{ctx.attempt}.ipynb"
-            artifacts.append(await ctx.save_artifact(name, output.read_bytes(), IPYNB))
+            artifacts.append(await ctx.save_artifact(name, data, IPYNB))
+    executed = await asyncio.to_thread(_parse_notebook, data) if data is not None else None
     return _outcome(ctx, source, result, executed, artifacts)
+
+
+def _parse_notebook(data: bytes) -> Any:
+    try:
+        return nbformat.reads(data.decode("utf-8"), as_version=4)  # type: ignore[no-untyped-call]
+    except Exception:  # cut short mid-write by a kill: the artifact is stored as it is
+        return None
 
 
 def _outcome(ctx: StepContext, source: Path, result: Supervised, executed: Any,

@@ -17,7 +17,7 @@ import pytest
 
 from deepspace_lab.client import OUTPUT_MIME, DeepSpaceClient, workflow_output
 from deepspace_lab.workflows.notebook import check, kernel_env, read_outputs, short_traceback
-from deepspace_lab.workflows.steps import StepDefinitionError, step_kinds
+from deepspace_lab.workflows.steps import StepContext, StepDefinitionError, StepFailed, step_kinds
 from deepspace_lab.workflows.supervisor import supervise
 
 from .notebook_fixtures import ROOT, pid_gone, read_pid, write_notebook
@@ -78,6 +78,23 @@ def test_a_missing_or_unreadable_notebook_or_kernel_is_refused(tmp_path: Path, n
     assert refused({"notebook": str(tmp_path / "broken.ipynb")}).field == "notebook"
     assert refused({"notebook": str(nb), "parameters": {"plan": "p"}, "kernel": "no-such-kernel"}).field == "kernel"
     assert refused({"notebook": str(nb), "parameters": ["plan"]}).field == "parameters"
+
+
+def test_run_refuses_an_invalid_step_before_starting_anything(nb: Path) -> None:
+    """The notebook may have changed since the run was queued: run checks again."""
+    from deepspace_lab.workflows.notebook import run
+
+    async def never(*args: Any) -> Any:
+        raise AssertionError("nothing to report or store")
+
+    ctx = StepContext(run_id="r", step_id="s", attempt=1, org_id="o", project_id="p", trace_id="ab" * 16,
+                      spec={"notebook": str(nb), "parameters": {"plan": "p", "gamma": 1}}, inputs={},
+                      gateway_url="http://gw", api_key="dsk_x", deadline=None, cancelled=lambda: False,
+                      progress=never, save_artifact=never)
+    with pytest.raises(StepFailed) as caught:
+        asyncio.run(run(ctx))
+    assert (caught.value.code, caught.value.retryable, caught.value.detail) == (
+        "invalid_step", False, {"field": "parameters.gamma"})
 
 
 def test_the_example_notebook_declares_plan_as_required() -> None:
