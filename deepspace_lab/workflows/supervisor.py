@@ -102,11 +102,16 @@ def _signal_all(procs: list[psutil.Process], sig: int) -> None:
 def kill_tree(tree: _Descendants, *, grace_s: float) -> list[int]:
     """SIGTERM every live process of ``tree`` (by process group), SIGKILL what is left after
     ``grace_s``; returns the pids still alive after that (none, unless the OS refused)."""
+    try:  # stopped, the child cannot start a process between the look below and the signals
+        tree.root.suspend()
+    except psutil.NoSuchProcess:
+        pass
     tree.refresh()
     procs = tree.alive()
     if not procs:
         return []
     _signal_all(procs, signal.SIGTERM)
+    _signal_all(procs, signal.SIGCONT)  # a stopped process handles its SIGTERM once continued
     alive = _wait_gone(procs, grace_s)
     if alive:
         _signal_all(alive, signal.SIGKILL)

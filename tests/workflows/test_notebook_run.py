@@ -133,12 +133,13 @@ def test_the_kernel_environment_has_no_secret_and_has_the_run(gateway: Gateway, 
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
     path = write_notebook(tmp_path / "env.ipynb", None, "import os\nfrom deepspace_lab.client import workflow_output",
-                          "workflow_output('names', sorted(os.environ))",
+                          "workflow_output('names', sorted(os.environ))\nworkflow_output('pid', os.getpid())",
                           "workflow_output('run', {k: v for k, v in os.environ.items() if k.startswith('DEEPSPACE_')})")
     harness = make_harness(gateway, {"notebook": str(path)})
     outcome = run_step(harness)
 
     assert not set(secrets) & set(outcome.outputs["names"])
+    assert pid_gone(outcome.outputs["pid"])  # papermill shut its kernel down
     assert outcome.outputs["run"] == {"DEEPSPACE_GATEWAY_URL": gateway.url,
                                       "DEEPSPACE_API_KEY": gateway.tenant.api_key,
                                       "DEEPSPACE_TRACE_ID": harness.ctx.trace_id,
