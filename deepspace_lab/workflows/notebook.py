@@ -14,7 +14,8 @@ Step fields (:data:`SCHEMA`):
 - ``kernel`` — a kernelspec name (default: the notebook's own).
 - ``cell_timeout_s`` — papermill's per-cell limit. The whole step's limit is the engine's
   ``timeout_s`` (``ctx.deadline``), enforced here by the supervisor.
-- ``outputs`` — names the notebook must record; a run that records one of them not fails.
+- ``outputs`` — names the notebook must record; a run that leaves one out fails
+  (``notebook_output_missing``). Without it, whatever the notebook recorded is the output.
 
 Outputs come back through :func:`deepspace_lab.client.workflow_output` (a display with its own
 MIME type in the executed notebook, read back after the run): nothing but the notebook itself
@@ -113,10 +114,12 @@ def declared_parameters(path: Path) -> tuple[dict[str, str], set[str]]:
         raise StepDefinitionError(f"{path} cannot be read as a notebook: {exc}", field="notebook") from None
     declared = {name: str(info.get("inferred_type_name") or "None") for name, info in inspected.items()}
     required: set[str] = set()
-    source = _parameters_cell(nb)
+    language = nb.metadata.get("kernelspec", {}).get("language") or nb.metadata.get("language_info", {}).get("name")
+    if language not in (None, "python"):  # other languages: what papermill saw is all there is
+        return declared, required
     try:
-        tree = ast.parse(source or "")
-    except SyntaxError:  # another language, or IPython syntax: only what papermill saw
+        tree = ast.parse(_parameters_cell(nb) or "")
+    except SyntaxError:  # IPython syntax (a magic): only what papermill saw
         return declared, required
     for node in tree.body:
         if isinstance(node, ast.AnnAssign) and node.value is None and isinstance(node.target, ast.Name):
