@@ -82,6 +82,8 @@ _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "st
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TRACEBACK_LINES = 12
 TRACEBACK_CHARS = 3000
+#: the most a step's outputs may weigh as JSON (they are kept with the run; files go to artifacts)
+MAX_OUTPUTS_BYTES = 1024 * 1024
 IPYNB = "application/x-ipynb+json"
 
 
@@ -272,6 +274,11 @@ def _outcome(ctx: StepContext, source: Path, result: Supervised, executed: Any,
     if missing:
         raise StepFailed(f"{source.name} recorded no output {missing[0]!r} (deepspace_lab.client.workflow_output)",
                          code="notebook_output_missing", detail={**where, "missing": missing}, retryable=False)
+    size = len(json.dumps(outputs).encode())
+    if size > MAX_OUTPUTS_BYTES:
+        raise StepFailed(f"{source.name} recorded {size} bytes of outputs; the limit is {MAX_OUTPUTS_BYTES} "
+                         "(store large results as files)", code="notebook_outputs_too_large",
+                         detail={**where, "size_bytes": size}, retryable=False)
     return StepOutcome(outputs=outputs, artifacts=artifacts)
 
 

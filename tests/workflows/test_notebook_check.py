@@ -126,6 +126,23 @@ def test_outputs_are_read_back_from_the_executed_notebook_a_later_one_winning() 
     assert read_outputs(nb) == {"a": [2], "b": None}
 
 
+def test_outputs_heavier_than_the_limit_fail_the_step(tmp_path: Path) -> None:
+    from deepspace_lab.workflows.notebook import MAX_OUTPUTS_BYTES, _outcome
+    from deepspace_lab.workflows.supervisor import Supervised
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={OUTPUT_MIME: {"name": "big",
+                                                                               "value": "x" * MAX_OUTPUTS_BYTES}})]
+    nb.cells = [cell]
+    ctx = StepContext(run_id="r", step_id="s", attempt=1, org_id="o", project_id="p", trace_id="ab" * 16,
+                      spec={}, inputs={}, gateway_url="http://gw", api_key="k", deadline=None,
+                      cancelled=lambda: False, progress=None, save_artifact=None)  # type: ignore[arg-type]
+    with pytest.raises(StepFailed) as caught:
+        _outcome(ctx, tmp_path / "nb.ipynb", Supervised("ended", 0), nb, ["file_1"])
+    assert caught.value.code == "notebook_outputs_too_large" and caught.value.detail["artifact"] == "file_1"
+
+
 def test_workflow_output_refuses_what_json_cannot_carry() -> None:
     with pytest.raises(ValueError, match="not JSON-encodable"):
         workflow_output("x", {1, 2})
