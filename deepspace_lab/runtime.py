@@ -26,7 +26,7 @@ from .pipeline import Pipeline, PipelineServices
 from .pipeline.streams import StreamRegistry
 from .policy.cache import PolicyCache
 from .policy.limiter import make_limiter
-from .policy.login import LoginLimiter
+from .policy.login import LoginLimiter, redeem_limiter
 from .policy.rules import parse_networks
 from .storage import Storage, open_storage
 from .upstream import UpstreamClient
@@ -46,6 +46,7 @@ class Runtime:
         #: Rate limits and the login limiter: shared through Redis when it is configured.
         self.limiter = make_limiter(settings.redis_url)
         self.login_limiter = LoginLimiter(self.limiter)
+        self.redeem_limiter = redeem_limiter(self.limiter)
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
         #: running product streams (their Stop finds them here, or through Redis in another process)
         self.streams = StreamRegistry(settings.redis_url, ttl_s=settings.upstream_max_duration_s + 60)

@@ -7,6 +7,8 @@ from .auth.models import ApiKey, Org, OrgMember, Project, User
 from .billing.models import (
     Budget,
     BudgetCounter,
+    CreditCode,
+    CreditCodeBatch,
     Hold,
     HoldBudgetCounter,
     Price,
@@ -27,7 +29,8 @@ from .policy.models import Policy, PolicyEpoch
 metadata = Base.metadata
 
 __all__ = [
-    "ApiKey", "AuditLog", "Budget", "BudgetCounter", "CatalogModel", "Conversation", "File", "Hold",
+    "ApiKey", "AuditLog", "Budget", "BudgetCounter", "CatalogModel", "Conversation", "CreditCode",
+    "CreditCodeBatch", "File", "Hold",
     "HoldBudgetCounter", "IdempotencyKey", "Job", "JobEvent", "Message", "Org", "OrgMember", "Policy", "PolicyEpoch",
     "Price", "Project", "RollupMark", "Transaction", "UsageRecord", "UsageRollup", "User", "Wallet", "metadata",
 ]

@@ -12,6 +12,7 @@ limited to their own org (:func:`admin_org_scope`).
 | chat                  |        |   ✓    |   ✓   |   ✓   | chat        |
 | models.read           |   ✓    |   ✓    |   ✓   |   ✓   | chat        |
 | billing.read          |   ✓    |   ✓    |   ✓   |   ✓   | chat        |
+| billing.redeem        |        |   ✓    |   ✓   |   ✓   | account     |
 | conversations.read    |   ✓    |   ✓    |   ✓   |   ✓   | chat        |
 | conversations.write   |        |   ✓    |   ✓   |   ✓   | chat        |
 | knowledge             |        |   ✓    |   ✓   |   ✓   | knowledge   |
@@ -32,7 +33,9 @@ limited to their own org (:func:`admin_org_scope`).
 | org_admin.write       | platform admins; org admins, own org  | admin       |
 
 ``account.read`` covers me, orgs, projects and members lists; ``billing.read`` the org's wallet,
-ledger entries and usage records (a key that may spend may see the balance); ``jobs.read`` the
+ledger entries and usage records (a key that may spend may see the balance); ``billing.redeem``
+redeeming a credit code into the org's wallet (an account action: a signed-in member, or a key
+with the ``account`` scope — not every chat key); ``jobs.read`` the
 org's Worker jobs; ``files.*`` its files and artifacts; ``exports.create`` starting exports
 and statements (the download needs ``files.read``). Only an owner may make or
 unmake an owner; the last owner cannot leave or be demoted.
@@ -54,6 +57,7 @@ MATRIX: dict[str, tuple[str, str]] = {
     "chat": ("member", "chat"),
     "models.read": ("viewer", "chat"),
     "billing.read": ("viewer", "chat"),
+    "billing.redeem": ("member", "account"),
     "conversations.read": ("viewer", "chat"),
     "conversations.write": ("member", "chat"),
     "knowledge": ("member", "knowledge"),

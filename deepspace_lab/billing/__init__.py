@@ -32,6 +32,9 @@ Invariants (checked by :func:`check_invariants` and after every billing test): p
 ``balance + frozen = credits − debits − captures + refunds``, ``frozen = Σ open holds``,
 ``balance ≥ −overdraft``; one terminal entry per resolved hold.
 
+Redeemable credit codes (:mod:`.codes`) are batches of one-time codes, kept as HMACs; a
+redemption claims its code and writes its credit entry in one transaction.
+
 Prices (:mod:`.pricing`) are versioned by ``effective_at``; a hold records the version it
 was priced at and its capture uses it. One rounding rule, applied once: the ceiling of the
 exact total in micro-credits.
@@ -47,14 +50,34 @@ from .budgets import (
     scopes_of,
     set_budget,
 )
+from .codes import (
+    CODE_LISTED_STATES,
+    CodeBatchView,
+    CodeView,
+    Redemption,
+    create_batch,
+    get_batch,
+    get_code,
+    list_batches,
+    list_codes,
+    redeem_code,
+    revoke_batch,
+    revoke_code,
+)
 from .errors import (
     CaptureExceedsHoldError,
     CaptureNotFoundError,
+    CodeBatchNotFoundError,
+    CodeExpiredError,
+    CodeNotFoundError,
+    CodeRedeemedError,
+    CodeRevokedError,
     HoldAlreadyResolvedError,
     HoldExpiredError,
     HoldNotFoundError,
     InsufficientFundsError,
     InvalidAmountError,
+    InvalidCodeError,
     NoPriceError,
     OrgNotFoundError,
     OverdraftBelowDebtError,
@@ -80,7 +103,16 @@ from .pricing import PriceVersion, cost_micros, get_price, in_force, list_prices
 from .reconcile import Problem, ReconcileReport, check_invariants, reconcile
 from .usage import UsageOutcome, UsageStart
 from .usage_query import UsagePage, list_usage, parse_time
-from .wallets import EntryPage, ensure_wallet, get_wallet, list_entries, set_overdraft_limit
+from .wallets import (
+    ENTRY_FILTERS,
+    EntryPage,
+    WalletPage,
+    ensure_wallet,
+    get_wallet,
+    list_entries,
+    list_wallets,
+    set_overdraft_limit,
+)
 
 __all__ = [
     "DEFAULT_LEASE_S", "CaptureExceedsHoldError", "CaptureNotFoundError", "EntryPage", "HoldAlreadyResolvedError",
@@ -94,4 +126,8 @@ __all__ = [
     "UsagePage", "list_usage", "parse_time",
     "BudgetExceededError", "BudgetNotFoundError", "BudgetView", "UsageOutcome", "UsageStart", "delete_budget",
     "in_force", "list_budgets", "price_history", "scopes_of", "set_budget",
+    "CODE_LISTED_STATES", "CodeBatchNotFoundError", "CodeBatchView", "CodeExpiredError", "CodeNotFoundError",
+    "CodeRedeemedError", "CodeRevokedError", "CodeView", "ENTRY_FILTERS", "InvalidCodeError", "Redemption",
+    "WalletPage", "create_batch", "get_batch", "get_code", "list_batches", "list_codes", "list_wallets",
+    "redeem_code", "revoke_batch", "revoke_code",
 ]

@@ -3,20 +3,26 @@
     DeepSpaceError
     ├── InvalidRequest
     │   ├── InvalidAmountError          400  invalid_amount
-    │   └── NoPriceError                400  no_price
+    │   ├── NoPriceError                400  no_price
+    │   └── InvalidCodeError            400  invalid_code
     ├── InsufficientFunds
     │   └── InsufficientFundsError      402  insufficient_funds
     ├── NotFound
     │   ├── OrgNotFoundError            404  org_not_found
     │   ├── HoldNotFoundError           404  hold_not_found
-    │   └── CaptureNotFoundError        404  capture_not_found
+    │   ├── CaptureNotFoundError        404  capture_not_found
+    │   ├── CodeBatchNotFoundError      404  code_batch_not_found
+    │   └── CodeNotFoundError           404  code_not_found
     ├── Conflict
     │   ├── HoldAlreadyResolvedError    409  hold_already_resolved
     │   │   └── HoldExpiredError        409  hold_expired
     │   ├── CaptureExceedsHoldError     409  capture_exceeds_hold
     │   ├── RefundExceedsCaptureError   409  refund_exceeds_capture
     │   ├── OverdraftBelowDebtError     409  overdraft_below_debt
-    │   └── PriceVersionExistsError     409  price_version_exists
+    │   ├── PriceVersionExistsError     409  price_version_exists
+    │   ├── CodeRedeemedError           409  code_redeemed
+    │   ├── CodeExpiredError            409  code_expired
+    │   └── CodeRevokedError            409  code_revoked
     └── Unprocessable
         └── RefConflictError            422  ref_conflict
 
@@ -82,3 +88,29 @@ class PriceVersionExistsError(Conflict):
 
 class RefConflictError(Unprocessable):
     default_code = "ref_conflict"
+
+
+class InvalidCodeError(InvalidRequest):
+    """No such credit code (or not one for the redeeming org): the same answer either way."""
+
+    default_code = "invalid_code"
+
+
+class CodeBatchNotFoundError(NotFound):
+    default_code = "code_batch_not_found"
+
+
+class CodeNotFoundError(NotFound):
+    default_code = "code_not_found"
+
+
+class CodeRedeemedError(Conflict):
+    default_code = "code_redeemed"
+
+
+class CodeExpiredError(Conflict):
+    default_code = "code_expired"
+
+
+class CodeRevokedError(Conflict):
+    default_code = "code_revoked"

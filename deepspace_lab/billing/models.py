@@ -275,3 +275,47 @@ class RollupMark(Base):
     period: Mapped[str] = mapped_column(String(8), primary_key=True)
     rolled_until: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+CODE_STATES = ("active", "redeemed", "revoked")
+
+
+class CreditCodeBatch(CreatedAt, Base):
+    """A batch of redeemable credit codes: each worth ``amount_micros``, until ``expires_at``
+    (none: never), redeemable by any org or only by ``org_id``."""
+
+    __tablename__ = "credit_code_batches"
+    __table_args__ = (CheckConstraint("amount_micros > 0", name="amount_positive"),
+                      CheckConstraint("code_count > 0", name="count_positive"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    code_count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    org_id: Mapped[str | None] = mapped_column(ForeignKey("orgs.id"), nullable=True)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CreditCode(CreatedAt, Base):
+    """One code of a batch. Only its HMAC (under the deployment's secret key) is kept, and a
+    short ``prefix`` to tell codes apart in lists. ``active → redeemed | revoked``, once."""
+
+    __tablename__ = "credit_codes"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", CODE_STATES), name="known_state"),
+        Index("ix_credit_codes_batch_id_id", "batch_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("credit_code_batches.id"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    redeemed_org_id: Mapped[str | None] = mapped_column(ForeignKey("orgs.id"), nullable=True)
+    redeemed_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: the credit entry the redemption made
+    transaction_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, select, update
@@ -16,13 +17,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from ..auth.models import Org
+from ..db import paging
 from ..db.base import new_id, utcnow
+from ..db.paging import newest_first
 from ..errors import InvalidRequest
 from . import _diagnose
 from ._tx import run_transaction
 from ._types import ENTRY_COLUMNS, LedgerEntry, WalletView
 from .errors import InvalidAmountError, OrgNotFoundError, OverdraftBelowDebtError
-from .models import Transaction, Wallet
+from .models import ENTRY_TYPES, Transaction, Wallet
 
 MAX_PAGE = 200
 _W = cast(Table, Wallet.__table__)
@@ -108,13 +112,58 @@ def decode_cursor(cursor: str) -> int:
     raise InvalidRequest("`cursor` is not a cursor this API returned", code="invalid_cursor", param="cursor")
 
 
-async def list_entries(session: AsyncSession, *, org_id: str, limit: int = 50, cursor: str | None = None) -> EntryPage:
-    """The org's ledger entries, newest first; pass ``next_cursor`` back for the next page."""
+ENTRY_FILTERS = ("type", "since", "until", "ref", "trace_id")
+
+
+async def list_entries(session: AsyncSession, *, org_id: str | None, limit: int = 50, cursor: str | None = None,
+                       type: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                       ref: str | None = None, trace_id: str | None = None) -> EntryPage:
+    """Ledger entries, newest first; pass ``next_cursor`` back for the next page. ``org_id``
+    None is every org's (platform admins). Filters: entry ``type``, ``since`` (inclusive) and
+    ``until`` (exclusive), exact ``ref`` and ``trace_id``."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"`limit` must be between 1 and {MAX_PAGE}", code="invalid_limit", param="limit")
-    query = select(*[_T.c[n] for n in ENTRY_COLUMNS]).where(_T.c.org_id == org_id)
+    if type is not None and type not in ENTRY_TYPES:
+        raise InvalidRequest(f"`type` must be one of {list(ENTRY_TYPES)}", code="invalid_value", param="type")
+    query = select(*[_T.c[n] for n in ENTRY_COLUMNS])
+    for column, value in (("org_id", org_id), ("type", type), ("ref", ref), ("trace_id", trace_id)):
+        if value is not None:
+            query = query.where(_T.c[column] == value)
+    if since is not None:
+        query = query.where(_T.c.created_at >= since)
+    if until is not None:
+        query = query.where(_T.c.created_at < until)
     if cursor is not None:
         query = query.where(_T.c.id < decode_cursor(cursor))
     rows = (await session.execute(query.order_by(_T.c.id.desc()).limit(limit + 1))).all()
     entries = [LedgerEntry.from_row(r._mapping) for r in rows[:limit]]
     return EntryPage(entries, encode_cursor(entries[-1].id) if len(rows) > limit else None)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletPage:
+    """Orgs with their wallets (zeros for an org that never had money), by org age, newest first."""
+
+    wallets: list[tuple[str, WalletView]]  # (org name, wallet)
+    next_cursor: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"object": "list", "data": [dict(w.to_dict(), org_name=name) for name, w in self.wallets],
+                "has_more": self.next_cursor is not None, "next_cursor": self.next_cursor}
+
+
+async def list_wallets(session: AsyncSession, *, org_id: str | None = None, limit: int = 50,
+                       cursor: str | None = None) -> WalletPage:
+    """Every org's wallet (``org_id``: only that org's), keyset-paged over the orgs."""
+    o = cast(Table, Org.__table__)
+    query = (select(o.c.id, o.c.name, o.c.created_at, _W.c.id.label("wallet_id"), _W.c.balance_micros,
+                    _W.c.frozen_micros, _W.c.overdraft_limit_micros)
+             .select_from(o.outerjoin(_W, _W.c.org_id == o.c.id)))
+    if org_id is not None:
+        query = query.where(o.c.id == org_id)
+    rows = (await session.execute(newest_first(query, o.c.created_at, o.c.id, cursor=cursor, limit=limit))).all()
+    page = rows[:limit]
+    wallets = [(r.name, WalletView(org_id=r.id, wallet_id=r.wallet_id, balance_micros=r.balance_micros or 0,
+                                   frozen_micros=r.frozen_micros or 0,
+                                   overdraft_limit_micros=r.overdraft_limit_micros or 0)) for r in page]
+    return WalletPage(wallets, paging.encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None)

@@ -4,6 +4,17 @@
 (or disabled) is refused before anything reaches the upstream.
 """
 
-from .service import ModelInfo, find_enabled_model, list_models, upsert_model
+from .service import (
+    MODALITIES,
+    MODEL_FIELDS,
+    ModelInfo,
+    add_model,
+    find_enabled_model,
+    get_model,
+    list_models,
+    update_model,
+    upsert_model,
+)
 
-__all__ = ["ModelInfo", "find_enabled_model", "list_models", "upsert_model"]
+__all__ = ["MODALITIES", "MODEL_FIELDS", "ModelInfo", "add_model", "find_enabled_model", "get_model", "list_models",
+           "update_model", "upsert_model"]
