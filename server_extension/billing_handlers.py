@@ -12,12 +12,23 @@ from typing import Any
 
 import orjson
 
-from deepspace_lab.billing import LedgerEntry, get_wallet, list_entries, list_usage, parse_time
+from deepspace_lab.billing import (
+    CodeExpiredError,
+    CodeRedeemedError,
+    CodeRevokedError,
+    InvalidCodeError,
+    LedgerEntry,
+    get_wallet,
+    list_entries,
+    list_usage,
+    parse_time,
+    redeem_code,
+)
 from deepspace_lab.errors import InvalidRequest
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
 
-from .api import query_params
+from .api import ApiHandler, field, json_body, principal_of, query_params
 from .base import DeepSpaceHandler
 
 API_PREFIX = "/deepspace/api"
@@ -103,9 +114,43 @@ class UsageHandler(DeepSpaceHandler):
             "has_more": page.next_cursor is not None, "next_cursor": page.next_cursor}, default=str))
 
 
+class RedeemHandler(ApiHandler):
+    """``POST /deepspace/api/wallet/redeem {"code"}``: a credit code into the caller's org's wallet
+    (``billing.redeem``). Failures count against the caller (10 an hour, then 429)."""
+
+    async def post(self) -> None:
+        async def work(ctx: RequestContext, session: Any) -> tuple[int, Any]:
+            body = json_body(ctx, required=("code",), allowed=("code",))
+            code = field(body, "code", str)
+            p = principal_of(ctx)
+            limiter = self.runtime.redeem_limiter
+            await limiter.check(p.user_id)
+            try:
+                done = await redeem_code(session, secret_key=self.runtime.settings.require_secret_key(), code=code,
+                                         org_id=p.org_id, user_id=p.user_id, actor=f"user:{p.user_id}",
+                                         trace_id=ctx.trace_id, request_id=ctx.request_id)
+            except (InvalidCodeError, CodeRedeemedError, CodeExpiredError, CodeRevokedError):
+                await limiter.failed(p.user_id)
+                raise
+            ctx.detail.update(code_id=done.code.id, batch_id=done.batch_id, entry_id=done.entry.id,
+                              amount_micros=done.entry.amount_micros)  # never the code
+            return 200, {"object": "redemption", "amount_micros": done.entry.amount_micros,
+                         "batch_id": done.batch_id, "prefix": done.code.prefix, "entry_id": done.entry.id,
+                         "balance_micros": done.entry.balance_after_micros}
+
+        await self.api(action="billing.redeem", kind="api.wallet.redeem", work=work)
+
+
+def openapi_paths() -> dict[str, Any]:
+    from .admin_money_docs import redeem_paths
+
+    return redeem_paths()
+
+
 def default_handlers(runtime: Runtime) -> list[tuple[str, type, dict[str, Any]]]:
     kwargs = {"runtime": runtime}
     return [
+        (API_PREFIX + "/wallet/redeem", RedeemHandler, kwargs),
         (API_PREFIX + "/wallet", WalletHandler, kwargs),
         (API_PREFIX + "/wallet/transactions", WalletTransactionsHandler, kwargs),
         (API_PREFIX + "/usage", UsageHandler, kwargs),

@@ -10,6 +10,7 @@ from deepspace_lab.runtime import Runtime
 
 from . import (
     admin_api,
+    admin_money,
     billing_handlers,
     chat_handlers,
     conversation_handlers,
@@ -25,7 +26,8 @@ from .base import DeepSpaceHandler
 
 #: Modules with ``default_handlers(runtime)``, mounted in this order.
 ROUTE_MODULES = (handlers, chat_handlers, conversation_handlers, identity_handlers, billing_handlers,
-                 policy_handlers, worker_handlers, file_handlers, jupyter_handlers, admin_api, openapi)
+                 policy_handlers, worker_handlers, file_handlers, jupyter_handlers, admin_api,
+                 admin_money, openapi)
 
 
 class UnknownRouteHandler(DeepSpaceHandler):
