@@ -360,3 +360,11 @@ class BillingController:
             self.billing.transactions = list(transactions["data"])
         if usage is not None:
             self.billing.usage = list(usage["data"])
+
+    async def redeem(self, code: str) -> None:
+        """Redeem a credit code; the wallet and its entries refresh on success."""
+        self.billing.redeemed, self.billing.error = {}, {}
+        result = await guarded(self.billing, self.connection.client.redeem_code(code.strip()))
+        if result is not None:
+            self.billing.redeemed = dict(result)
+            await self.refresh()

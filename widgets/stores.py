@@ -66,6 +66,8 @@ class BillingStore(HasTraits):
     low_balance_micros = Int(5_000_000)
     low_balance = Bool(False)
     error = Dict()
+    #: the last code redeemed (amount and new balance), cleared by the next attempt
+    redeemed = Dict()
 
     def set_wallet(self, wallet: dict[str, Any]) -> None:
         merged = {**self.wallet, **{k: v for k, v in wallet.items() if k.endswith("_micros") or k == "org_id"}}

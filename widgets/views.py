@@ -182,11 +182,21 @@ class BillingView(w.VBox):  # type: ignore[misc]
         self.chart = w.HTML()
         self.transactions = w.HTML()
         self.error = w.HTML()
+        self.code = w.Text(placeholder=text("redeem_placeholder"))
+        self.redeem = w.Button(description=text("redeem"), icon="gift")
+        self.redeem.on_click(lambda _b: spawn(controller.redeem(self.code.value)) if self.code.value.strip() else None)
+        self.redeemed = w.HTML()
         super().__init__(children=[w.HBox([self.summary, self.refresh]), self.error,
+                                   w.HBox([self.code, self.redeem]), self.redeemed,
                                    w.HTML(f"<b>{escape(text('usage_chart'))}</b>"), self.chart,
                                    w.HTML(f"<b>{escape(text('transactions'))}</b>"), self.transactions])
-        billing.observe(self.render, names=["wallet", "transactions", "usage", "error"])
+        billing.observe(self.render, names=["wallet", "transactions", "usage", "error", "redeemed"])
+        billing.observe(self._clear_code, names=["redeemed"])
         self.render()
+
+    def _clear_code(self, change: Any) -> None:
+        if change["new"]:  # redeemed: the code is spent
+            self.code.value = ""
 
     def render(self, _change: Any = None) -> None:
         b, t = self.billing, self.text
@@ -205,6 +215,10 @@ class BillingView(w.VBox):  # type: ignore[misc]
             points = sorted(per_day.items())
             self.chart.value = bar_chart_svg(points) if points else f"<i>{escape(t('no_usage'))}</i>"
             self.error.value = error_html(b.error, t)
+            amount = b.redeemed.get("amount_micros")
+            self.redeemed.value = ("" if amount is None else
+                                   f"<span class='ds-redeemed'>{escape(t('redeemed').format(amount=credits(amount)))}"
+                                   "</span>")
 
 
 class ProjectsView(w.VBox):  # type: ignore[misc]

@@ -4,7 +4,9 @@ reach the Gateway — over HTTP only (DESIGN §2: a leaf over level 0, no databa
 - :class:`DeepSpaceClient` (sync) and :class:`AsyncDeepSpaceClient` (async) speak the
   OpenAI-compatible chat (``chat``, ``chat_stream``), the product stream (``stream_chat`` →
   :class:`ChatEvent` s, ``cancel``) and the product API (me, projects, keys, conversations,
-  wallet, transactions, usage, limits, models, login).
+  wallet, transactions, usage, limits, models, login, ``redeem_code``) and the Admin API's money
+  area (``admin_models``, ``admin_set_price``, ``admin_wallets``, ``admin_credit``,
+  ``admin_transactions``, ``admin_create_codes``… — :mod:`._money`).
 - Configuration comes from the arguments or the environment (``DEEPSPACE_GATEWAY_URL``,
   ``DEEPSPACE_API_KEY`` or ``DEEPSPACE_TOKEN`` + ``DEEPSPACE_REFRESH_TOKEN``,
   ``DEEPSPACE_PROJECT``); a kernel started by a Jupyter server with the extension has them.

@@ -4,7 +4,7 @@ the kernel's loop, so a Stop button is handled mid-stream)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from types import TracebackType
 from typing import Any
 
@@ -26,10 +26,11 @@ from ._base import (
 )
 from ._config import ClientConfig
 from ._errors import DeepSpaceClientError
+from ._money import MoneyCalls
 from ._sse import SSEDecoder
 
 
-class AsyncDeepSpaceClient(BaseClient):
+class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], BaseClient):
     """``AsyncDeepSpaceClient()`` reads the environment; pass ``base_url`` / ``api_key`` to be explicit.
     ``transport`` is for tests (``httpx.MockTransport``)."""
 

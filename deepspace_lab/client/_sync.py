@@ -24,10 +24,11 @@ from ._base import (
 )
 from ._config import ClientConfig
 from ._errors import DeepSpaceClientError
+from ._money import MoneyCalls
 from ._sse import SSEDecoder
 
 
-class DeepSpaceClient(BaseClient):
+class DeepSpaceClient(MoneyCalls[Any], BaseClient):
     """``DeepSpaceClient()`` reads the environment; pass ``base_url`` / ``api_key`` to be explicit.
     ``transport`` is for tests (``httpx.MockTransport``)."""
 
