@@ -17,6 +17,7 @@ from deepspace_lab.db import make_async_engine, make_sessionmaker
 from deepspace_lab.policy.service import set_policy
 from deepspace_lab.server_extension.openapi import openapi_document
 
+from ._money_tenancy import MONEY_CASES, MONEY_EXEMPT
 from .conftest import World
 
 MODEL = "deepspace-simulated-chat"
@@ -340,6 +341,8 @@ EXEMPT = {
     (f"{A}/members", "post"): "adds to the caller's own org only (see test_roles)",
     ("/deepspace/admin/api/permissions", "get"): "the roles & permissions matrix is the product's, not a tenant's",
 }
+CASES.update(MONEY_CASES)  # the Admin API's money area
+EXEMPT.update(MONEY_EXEMPT)
 
 
 def test_every_route_has_a_tenancy_case_or_a_stated_exemption() -> None:
