@@ -32,8 +32,9 @@ def _walk(w: AdminWorld, path: str, credential: dict[str, str], **params: Any) -
 def test_catalog_add_update_and_scheduled_prices(admin_world: AdminWorld) -> None:
     w = admin_world
     admin = {"key": w.platform.key}
-    made = w.call("POST", ADMIN + "/models", **admin, json={"name": "acme-large", "upstream_name": "deepspace-simulated-chat",
-                                                          "context_window": 32000, "modalities": ["text", "image"]})
+    made = w.call("POST", ADMIN + "/models", **admin, json={
+        "name": "acme-large", "upstream_name": "deepspace-simulated-chat", "context_window": 32000,
+        "modalities": ["text", "image"]})
     assert made.status_code == 201, made.text
     model = made.json()
     assert (model["enabled"], model["modalities"]) == (True, ["text", "image"])
@@ -94,7 +95,8 @@ def test_credit_and_debit_move_money_once_per_idempotency_key(admin_world: Admin
     assert double_click.json()["entry"]["id"] == first.json()["entry"]["id"]
     assert first.json()["wallet"]["balance_micros"] == TENANT_CREDIT_MICROS + 5_000_000
     assert count(w.gw.db, "transactions", ref="ticket-42") == 1
-    reused = w.call("POST", credit, **admin, json={**body, "amount_micros": 1}, headers={"Idempotency-Key": "ticket-42"})
+    reused = w.call("POST", credit, **admin, json={**body, "amount_micros": 1},
+                    headers={"Idempotency-Key": "ticket-42"})
     assert (reused.status_code, reused.json()["error"]["code"]) == (422, "ref_conflict")
     no_reason = w.call("POST", credit, **admin, json={"amount_micros": 1, "reason": " "},
                        headers={"Idempotency-Key": "t-1"})
