@@ -295,10 +295,11 @@ async def revoke_batch(session: AsyncSession, *, batch_id: str, now: datetime | 
 
 
 async def redeem_code(
-    session: AsyncSession, *, secret_key: str, code: str, org_id: str, user_id: str, actor: str,
+    session: AsyncSession, *, secret_key: str, code: str, org_id: str, user_id: str | None, actor: str,
     trace_id: str | None = None, request_id: str | None = None, now: datetime | None = None,
 ) -> Redemption:
-    """Credit the code's amount to ``org_id``'s wallet, once. Takes an idle session, like the
+    """Credit the code's amount to ``org_id``'s wallet, once (``user_id``: who redeemed it; None
+    for an operator's command). Takes an idle session, like the
     ledger operations. Raises ``InvalidCodeError`` (no such code, or one restricted to another
     org), ``CodeRedeemedError``, ``CodeExpiredError`` or ``CodeRevokedError``; nothing changes then."""
     canonical = normalize_code(code)

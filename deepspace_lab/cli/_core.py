@@ -1,4 +1,4 @@
-"""Core commands: init, migrate, doctor, lab, gateway, simulator, models."""
+"""Core commands: init, migrate, doctor, lab, gateway, simulator (``models`` is in :mod:`.money`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import subprocess
 import sys
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from ..config import Settings
-from ._common import actor, emit, in_session
+from ._common import actor, emit
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
@@ -125,27 +123,6 @@ def stop_child(proc: subprocess.Popen[bytes], *, timeout_s: float = 15) -> None:
             proc.wait(5)
 
 
-def _run_models(args: argparse.Namespace, settings: Settings) -> int:
-    from ..catalog import list_models, upsert_model
-
-    async def work(session: AsyncSession) -> Any:
-        if args.models_cmd == "add":
-            info, created = await upsert_model(
-                session, name=args.name, upstream_name=args.upstream_name,
-                context_window=args.context_window, description=args.description)
-            await session.commit()
-            return {"model": info.to_openai(), "upstream_name": info.upstream_name, "created": created}
-        return [dict(m.to_openai(), upstream_name=m.upstream_name)
-                for m in await list_models(session, enabled_only=False)]
-
-    result = in_session(settings, work)
-    if args.models_cmd == "add":
-        emit(args, result, f"{'Added' if result['created'] else 'Updated'} model {args.name}.")
-    else:
-        emit(args, result, "\n".join(f"{m['id']:40} -> {m['upstream_name']}" for m in result) or "(no models)")
-    return 0
-
-
 def register(sub: Any) -> None:
     """Add the core commands to the ``deepspace-lab`` subparsers."""
 
@@ -185,15 +162,3 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8900)
     p.add_argument("--token-latency-ms", type=float, default=0.0)
     p.set_defaults(func=cmd_simulator)
-
-    p = sub.add_parser("models", help="the models catalog")
-    msub = p.add_subparsers(dest="models_cmd", required=True, metavar="ACTION")
-    q = msub.add_parser("list", help="list catalog models")
-    q.add_argument("--json", action="store_true")
-    q = msub.add_parser("add", help="add or update a catalog model")
-    q.add_argument("name")
-    q.add_argument("--upstream-name", help="the name the upstream knows (default: the same)")
-    q.add_argument("--context-window", type=int, default=8192)
-    q.add_argument("--description", default="")
-    q.add_argument("--json", action="store_true")
-    p.set_defaults(func=_run_models)

@@ -1,4 +1,4 @@
-"""Billing commands: ``wallet credit|debit|show|overdraft``, ``prices set|list``,
+"""Billing commands: ``wallet credit|debit|show|overdraft|list``, ``prices set|list``,
 ``budget set|list|delete``, ``billing reconcile``.
 
 Money on the command line is integer micro-credits (``--micros``; 1 credit = 1,000,000).
@@ -30,6 +30,7 @@ from ..billing import (
     list_budgets,
     list_entries,
     list_prices,
+    list_wallets,
     price_for,
     reconcile,
     set_budget,
@@ -39,6 +40,7 @@ from ..billing import (
 from ..billing.errors import NoPriceError
 from ..config import Settings
 from ..db.base import utcnow
+from ..db.paging import check_limit
 from ..errors import InvalidRequest
 from ..tracing import new_trace_id
 from ._common import actor, emit, in_session
@@ -82,6 +84,9 @@ async def _audit(session: AsyncSession, *, kind: str, trace_id: str, org_id: str
 
 
 def _run_wallet(args: argparse.Namespace, settings: Settings) -> int:
+    if args.wallet_cmd == "list":
+        return _list_wallets(args, settings)
+
     async def work(session: AsyncSession) -> dict[str, Any]:
         before = await _wallet(session, args.org)
         if args.wallet_cmd == "show":
@@ -117,6 +122,19 @@ def _run_wallet(args: argparse.Namespace, settings: Settings) -> int:
     for entry in result.get("entries", []):
         lines.append(f"  {entry['created_at'][:19]}  {entry['type']:8} {entry['amount_micros']:>14}  {entry['ref']}")
     emit(args, result, "\n".join(lines))
+    return 0
+
+
+def _list_wallets(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return (await list_wallets(session, limit=check_limit(args.limit), cursor=args.cursor)).to_dict()
+
+    result = in_session(settings, work)
+    lines = [f"{w['org_id']}  {w['org_name'][:30]:30}  balance {w['balance_micros']:>16}  frozen "
+             f"{w['frozen_micros']:>12}  overdraft {w['overdraft_limit_micros']}" for w in result["data"]]
+    if result["next_cursor"]:
+        lines.append(f"(more: --cursor {result['next_cursor']})")
+    emit(args, result, "\n".join(lines) or "(no orgs)")
     return 0
 
 
@@ -247,6 +265,10 @@ def register(sub: Any) -> None:
         q.add_argument("--reason", required=True, help="why (kept on the ledger entry and in the audit log)")
         q.add_argument("--ref", help="idempotency ref: a retry with the same ref changes nothing")
         q.add_argument("--json", action="store_true", help="print JSON")
+    q = wsub.add_parser("list", help="every org's wallet (balance, frozen, overdraft limit), newest org first")
+    q.add_argument("--limit", help="page size (1-200, default 50)")
+    q.add_argument("--cursor", help="the next page (from the last answer)")
+    q.add_argument("--json", action="store_true", help="print JSON")
     q = wsub.add_parser("show", help="balance, frozen and overdraft limit (and the newest entries)")
     q.add_argument("--org", required=True, help="org id")
     q.add_argument("--entries", type=int, default=0, metavar="N", help="also list the newest N ledger entries")
