@@ -42,3 +42,16 @@ def in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]])
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def add_paging(parser: argparse.ArgumentParser) -> None:
+    """``--limit`` and ``--cursor`` of a keyset-paged list (and ``--json``)."""
+    parser.add_argument("--limit", help="page size (1-200, default 50)")
+    parser.add_argument("--cursor", help="the next page (`next_cursor` of the last answer)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def page_text(lines: list[str], page: dict[str, Any], *, empty: str) -> str:
+    """A page's lines, then how to get the next one."""
+    more = [f"(more: --cursor {page['next_cursor']})"] if page.get("next_cursor") else []
+    return "\n".join(lines + more) or empty

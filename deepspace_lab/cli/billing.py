@@ -43,7 +43,7 @@ from ..db.base import utcnow
 from ..db.paging import check_limit
 from ..errors import InvalidRequest
 from ..tracing import new_trace_id
-from ._common import actor, emit, in_session
+from ._common import actor, add_paging, emit, in_session, page_text
 
 
 def _micros(text: str, *, flag: str = "--micros") -> int:
@@ -130,11 +130,9 @@ def _list_wallets(args: argparse.Namespace, settings: Settings) -> int:
         return (await list_wallets(session, limit=check_limit(args.limit), cursor=args.cursor)).to_dict()
 
     result = in_session(settings, work)
-    lines = [f"{w['org_id']}  {w['org_name'][:30]:30}  balance {w['balance_micros']:>16}  frozen "
-             f"{w['frozen_micros']:>12}  overdraft {w['overdraft_limit_micros']}" for w in result["data"]]
-    if result["next_cursor"]:
-        lines.append(f"(more: --cursor {result['next_cursor']})")
-    emit(args, result, "\n".join(lines) or "(no orgs)")
+    emit(args, result, page_text([f"{w['org_id']}  {w['org_name'][:30]:30}  balance {w['balance_micros']:>16}  "
+                                  f"frozen {w['frozen_micros']:>12}  overdraft {w['overdraft_limit_micros']}"
+                                  for w in result["data"]], result, empty="(no orgs)"))
     return 0
 
 
@@ -265,10 +263,7 @@ def register(sub: Any) -> None:
         q.add_argument("--reason", required=True, help="why (kept on the ledger entry and in the audit log)")
         q.add_argument("--ref", help="idempotency ref: a retry with the same ref changes nothing")
         q.add_argument("--json", action="store_true", help="print JSON")
-    q = wsub.add_parser("list", help="every org's wallet (balance, frozen, overdraft limit), newest org first")
-    q.add_argument("--limit", help="page size (1-200, default 50)")
-    q.add_argument("--cursor", help="the next page (from the last answer)")
-    q.add_argument("--json", action="store_true", help="print JSON")
+    add_paging(wsub.add_parser("list", help="every org's wallet (balance, frozen, overdraft limit), newest org first"))
     q = wsub.add_parser("show", help="balance, frozen and overdraft limit (and the newest entries)")
     q.add_argument("--org", required=True, help="org id")
     q.add_argument("--entries", type=int, default=0, metavar="N", help="also list the newest N ledger entries")

@@ -27,7 +27,7 @@ from ..config import Settings
 from ..db.paging import check_limit
 from ..errors import InvalidRequest, NotFound
 from ..tracing import new_trace_id
-from ._common import actor, emit, in_session
+from ._common import actor, add_paging, emit, in_session, page_text
 from .billing import _audit, _credits, _micros, _wallet
 
 
@@ -129,11 +129,9 @@ def _codes_text(cmd: str, result: dict[str, Any]) -> str:
                 "The codes are shown this once:")
         return "\n".join([head, *result["codes"]])
     if cmd == "list":
-        lines = [f"{x['id']}  {x['prefix']}  {x['state']:8}  {x['redeemed_org_id'] or ''}" if "prefix" in x else
-                 f"{x['id']}  {x['count']:>5} × {x['amount_micros']} micros  {x['states']}  {x['note']}"
-                 for x in result["data"]]
-        more = [f"(more: --cursor {result['next_cursor']})"] if result["next_cursor"] else []
-        return "\n".join(lines + more) or "(none)"
+        return page_text([f"{x['id']}  {x['prefix']}  {x['state']:8}  {x['redeemed_org_id'] or ''}" if "prefix" in x
+                          else f"{x['id']}  {x['count']:>5} × {x['amount_micros']} micros  {x['states']}  {x['note']}"
+                          for x in result["data"]], result, empty="(none)")
     if cmd == "revoke":
         return f"Revoked {result['id']} ({result.get('state') or result.get('states')})."
     e = result["entry"]
@@ -148,11 +146,8 @@ def _run_transactions(args: argparse.Namespace, settings: Settings) -> int:
         return page.to_dict()
 
     result = in_session(settings, work)
-    lines = [f"{e['created_at'][:19]}  {e['org_id']}  {e['type']:8} {e['amount_micros']:>14}  {e['ref']}"
-             for e in result["data"]]
-    if result["next_cursor"]:
-        lines.append(f"(more: --cursor {result['next_cursor']})")
-    emit(args, result, "\n".join(lines) or "(no entries)")
+    emit(args, result, page_text([f"{e['created_at'][:19]}  {e['org_id']}  {e['type']:8} {e['amount_micros']:>14}  "
+                                  f"{e['ref']}" for e in result["data"]], result, empty="(no entries)"))
     return 0
 
 
@@ -194,9 +189,7 @@ def register(sub: Any) -> None:
     q = csub.add_parser("list", help="batches (newest first), or one batch's codes with --batch")
     q.add_argument("--batch", help="list this batch's codes")
     q.add_argument("--state", choices=("active", "redeemed", "revoked", "expired"), help="with --batch: only these")
-    q.add_argument("--limit", help="page size (1-200, default 50)")
-    q.add_argument("--cursor", help="the next page (from the last answer)")
-    q.add_argument("--json", action="store_true", help="print JSON")
+    add_paging(q)
     q = csub.add_parser("revoke", help="revoke one code (--code) or every unredeemed code of a batch (--batch)")
     q.add_argument("--batch")
     q.add_argument("--code")
@@ -216,7 +209,5 @@ def register(sub: Any) -> None:
     q.add_argument("--until", help="ISO 8601, exclusive")
     q.add_argument("--ref")
     q.add_argument("--trace-id")
-    q.add_argument("--limit", help="page size (1-200, default 50)")
-    q.add_argument("--cursor", help="the next page (from the last answer)")
-    q.add_argument("--json", action="store_true", help="print JSON")
+    add_paging(q)
     p.set_defaults(func=_run_transactions)
