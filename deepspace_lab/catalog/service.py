@@ -92,8 +92,8 @@ MODEL_FIELDS = ("enabled", "upstream_name", "context_window", "modalities", "des
 
 def _text(value: object, param: str, *, most: int, least: int = 1) -> None:
     if not isinstance(value, str) or not least <= len(value.strip() if least else value) <= most:
-        raise InvalidRequest(f"`{param}` is a text of {least} to {most} characters", code=f"invalid_{param}",
-                             param=param)
+        raise InvalidRequest(f"`{param}` is a text of {least} to {most} characters",
+                             code="invalid_model_name" if param == "name" else f"invalid_{param}", param=param)
 
 
 def _check(*, name: object = "x", upstream_name: object = None, context_window: object = 1,
@@ -140,6 +140,9 @@ async def update_model(session: AsyncSession, *, model_id: str, **changes: objec
     if unknown:
         raise InvalidRequest(f"unknown fields {unknown}; allowed: {list(MODEL_FIELDS)}", code="unknown_field",
                              param=unknown[0])
+    for name, value in changes.items():
+        if value is None:
+            raise InvalidRequest(f"`{name}` cannot be null", code="invalid_type", param=name)
     _check(**changes)
     row = await session.get(CatalogModel, model_id)
     if row is None:

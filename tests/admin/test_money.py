@@ -43,6 +43,8 @@ def test_catalog_add_update_and_scheduled_prices(admin_world: AdminWorld) -> Non
     bad = w.call("POST", ADMIN + "/models", **admin, json={"name": "x", "modalities": ["smell"]})
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_modalities")
     assert w.call("PATCH", f"{ADMIN}/models/{model['id']}", **admin, json={"colour": "red"}).status_code == 400
+    null = w.call("PATCH", f"{ADMIN}/models/{model['id']}", **admin, json={"upstream_name": None})
+    assert (null.status_code, null.json()["error"]["code"]) == (400, "invalid_type")
 
     changed = w.call("PATCH", f"{ADMIN}/models/{model['id']}", **admin,
                      json={"enabled": False, "description": "off for now"})
