@@ -71,6 +71,14 @@ def _page(handler: AdminHandler, *extra: str) -> tuple[dict[str, str], int, str 
     return params, check_limit(params.get("limit")), params.get("cursor") or None
 
 
+def _no_nulls(body: dict[str, Any]) -> dict[str, Any]:
+    """A body whose optional fields, when given, are not null (absent means "leave as is")."""
+    for name, value in body.items():
+        if value is None:
+            raise InvalidRequest(f"`{name}` cannot be null; leave it out instead", code="invalid_type", param=name)
+    return body
+
+
 async def _org_exists(session: AsyncSession, org_id: str) -> None:
     if await session.get(Org, org_id) is None:
         raise OrgNotFoundError(f"no org {org_id!r}", param="org_id")
@@ -88,7 +96,7 @@ class ModelsHandler(AdminHandler):
 
     async def post(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> Result:
-            body = json_body(ctx, required=("name",), allowed=("name", *MODEL_FIELDS))
+            body = _no_nulls(json_body(ctx, required=("name",), allowed=("name", *MODEL_FIELDS)))
             info = await add_model(session, **body)
             ctx.detail.update(before=None, after=model_json(info))
             return 201, model_json(info)
@@ -106,7 +114,7 @@ class ModelHandler(AdminHandler):
 
     async def patch(self, model_id: str) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> Result:
-            body = json_body(ctx, allowed=MODEL_FIELDS)
+            body = _no_nulls(json_body(ctx, allowed=MODEL_FIELDS))
             before, after = await update_model(session, model_id=model_id, **body)
             ctx.detail.update(model_id=model_id, before=model_json(before), after=model_json(after))
             return 200, model_json(after)

@@ -27,6 +27,7 @@ from ._tx import run_transaction
 from ._types import ENTRY_COLUMNS, LedgerEntry, WalletView
 from .errors import InvalidAmountError, OrgNotFoundError, OverdraftBelowDebtError
 from .models import ENTRY_TYPES, Transaction, Wallet
+from .usage_query import _check_id
 
 MAX_PAGE = 200
 _W = cast(Table, Wallet.__table__)
@@ -125,6 +126,10 @@ async def list_entries(session: AsyncSession, *, org_id: str | None, limit: int 
         raise InvalidRequest(f"`limit` must be between 1 and {MAX_PAGE}", code="invalid_limit", param="limit")
     if type is not None and type not in ENTRY_TYPES:
         raise InvalidRequest(f"`type` must be one of {list(ENTRY_TYPES)}", code="invalid_value", param="type")
+    _check_id(org_id, "org_id")
+    for name, value in (("ref", ref), ("trace_id", trace_id)):
+        if value is not None and not (0 < len(value) <= 120 and value.isprintable()):
+            raise InvalidRequest(f"`{name}` must be 1-120 printable characters", code="invalid_value", param=name)
     query = select(*[_T.c[n] for n in ENTRY_COLUMNS])
     for column, value in (("org_id", org_id), ("type", type), ("ref", ref), ("trace_id", trace_id)):
         if value is not None:
@@ -155,6 +160,7 @@ class WalletPage:
 async def list_wallets(session: AsyncSession, *, org_id: str | None = None, limit: int = 50,
                        cursor: str | None = None) -> WalletPage:
     """Every org's wallet (``org_id``: only that org's), keyset-paged over the orgs."""
+    _check_id(org_id, "org_id")
     o = cast(Table, Org.__table__)
     query = (select(o.c.id, o.c.name, o.c.created_at, _W.c.id.label("wallet_id"), _W.c.balance_micros,
                     _W.c.frozen_micros, _W.c.overdraft_limit_micros)
