@@ -83,6 +83,15 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("job_lease_s", float, 60.0,
                 "Lease of a running job; its worker renews it, and a job whose lease lapsed (worker killed) "
                 "is queued again by the other workers."),
+    SettingSpec("workflow_gateway_url", str, None,
+                "The Gateway (server root, e.g. http://127.0.0.1:8800) that workflow steps on a worker call with "
+                "their run's key. Unset: `llm` and `verify` judge steps fail with `workflow_gateway_unset`."),
+    SettingSpec("workflow_max_concurrent_runs", int, 10,
+                "Workflow runs one org may have running at once; more are refused with 429 `workflow_limit` "
+                "(0: no limit)."),
+    SettingSpec("workflow_max_run_s", float, 6 * 3600.0,
+                "Longest a workflow run may take (seconds, from its start); past it the run fails with "
+                "`run_time_exceeded`. Its model calls' idempotency keys are kept this long plus 24 h."),
     SettingSpec("retention_audit_days", int, 0,
                 "Audit rows older than this many days are deleted by the daily retention job (0: kept forever)."),
     SettingSpec("retention_usage_days", int, 0,
@@ -186,6 +195,9 @@ class Settings:
     worker_threads: int = 2
     job_max_attempts: int = 3
     job_lease_s: float = 60.0
+    workflow_gateway_url: str | None = None
+    workflow_max_concurrent_runs: int = 10
+    workflow_max_run_s: float = 6 * 3600.0
     retention_audit_days: int = 0
     retention_usage_days: int = 0
     retention_messages_days: int = 0
@@ -269,10 +281,11 @@ class Settings:
         if not re.fullmatch(r"[A-Za-z0-9_]{1,60}", values["worker_queue"] or ""):
             raise ConfigError("DEEPSPACE_WORKER_QUEUE must be 1-60 letters, digits or _",
                               param="DEEPSPACE_WORKER_QUEUE")
-        for name in ("storage_max_file_bytes", "worker_threads", "job_max_attempts", "job_lease_s"):
+        for name in ("storage_max_file_bytes", "worker_threads", "job_max_attempts", "job_lease_s",
+                     "workflow_max_run_s"):
             if values[name] <= 0:
                 raise ConfigError(f"DEEPSPACE_{name.upper()} must be more than 0", param=f"DEEPSPACE_{name.upper()}")
-        for name in ("max_concurrent_drains", "init_credit_micros", "retention_audit_days", "retention_usage_days",
+        for name in ("workflow_max_concurrent_runs", "max_concurrent_drains", "init_credit_micros", "retention_audit_days", "retention_usage_days",
                      "retention_messages_days", "retention_jobs_days"):
             if values[name] < 0:
                 raise ConfigError(f"DEEPSPACE_{name.upper()} must be 0 or more", param=f"DEEPSPACE_{name.upper()}")

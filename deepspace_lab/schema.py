@@ -25,6 +25,7 @@ from .files.models import File
 from .idempotency.models import IdempotencyKey
 from .jobs.models import Job, JobEvent
 from .policy.models import Policy, PolicyEpoch
+from .workflows.models import StepRun, Workflow, WorkflowEvent, WorkflowRun, WorkflowVersion
 
 metadata = Base.metadata
 
@@ -32,5 +33,6 @@ __all__ = [
     "ApiKey", "AuditLog", "Budget", "BudgetCounter", "CatalogModel", "Conversation", "CreditCode",
     "CreditCodeBatch", "File", "Hold",
     "HoldBudgetCounter", "IdempotencyKey", "Job", "JobEvent", "Message", "Org", "OrgMember", "Policy", "PolicyEpoch",
-    "Price", "Project", "RollupMark", "Transaction", "UsageRecord", "UsageRollup", "User", "Wallet", "metadata",
+    "Price", "Project", "RollupMark", "StepRun", "Transaction", "UsageRecord", "UsageRollup", "User", "Wallet",
+    "Workflow", "WorkflowEvent", "WorkflowRun", "WorkflowVersion", "metadata",
 ]

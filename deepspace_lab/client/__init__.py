@@ -16,7 +16,7 @@ reach the Gateway — over HTTP only (DESIGN §2: a leaf over level 0, no databa
 """
 
 from ._async import AsyncChatCompletionStream, AsyncDeepSpaceClient, AsyncProductStream
-from ._base import ChatEvent
+from ._base import ChatEvent, ChatResult
 from ._config import ClientConfig, Credentials, gateway_root
 from ._errors import (
     AuthenticationError,
@@ -39,7 +39,8 @@ from ._sync import ChatCompletionStream, DeepSpaceClient, ProductStream
 
 __all__ = [
     "AsyncChatCompletionStream", "AsyncDeepSpaceClient", "AsyncProductStream", "AuthenticationError",
-    "BudgetExceededError", "ChatCompletionStream", "ChatEvent", "ClientConfig", "ConflictError", "ConnectionFailed",
+    "BudgetExceededError", "ChatCompletionStream", "ChatEvent", "ChatResult", "ClientConfig", "ConflictError",
+    "ConnectionFailed",
     "Credentials", "DeepSpaceClient", "DeepSpaceClientError", "InsufficientFundsError", "InvalidRequestError",
     "NotFoundError", "OUTPUT_MIME", "PermissionDeniedError", "ProductStream", "RateLimitedError", "SSEDecoder",
     "SSEEvent", "ServiceUnavailableError", "UpstreamError", "error_from_body", "gateway_root", "workflow_output",

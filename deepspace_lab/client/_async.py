@@ -15,6 +15,7 @@ from ._base import (
     BaseClient,
     Call,
     ChatEvent,
+    ChatResult,
     chat_body,
     connection_error,
     decode,
@@ -68,20 +69,27 @@ class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], BaseClient):
     def _args(self, call: Call) -> dict[str, Any]:
         return {"method": call.method, "url": call.path, **self._request_kwargs(call)}
 
-    async def _send(self, call: Call) -> Any:
+    async def _exchange(self, call: Call) -> httpx.Response:
+        """Send ``call`` (renewing an expiring token once); the answer, or its typed error."""
         try:
             if call.auth and self.config.credentials.needs_refresh():
                 await self._refresh()
             response = await self._http.request(**self._args(call))
             try:
-                return decode(response)
+                raise_for_response(response, response.content)
+                return response
             except DeepSpaceClientError as exc:
                 if not (call.auth and is_expired(exc) and self.config.credentials.refresh_token):
                     raise
             await self._refresh(force=True)
-            return decode(await self._http.request(**self._args(call)))
+            response = await self._http.request(**self._args(call))
+            raise_for_response(response, response.content)
+            return response
         except httpx.TransportError as exc:
             raise connection_error(exc, self.base_url) from None
+
+    async def _send(self, call: Call) -> Any:
+        return decode(await self._exchange(call))
 
     async def _open_stream(self, call: Call) -> tuple[Any, httpx.Response]:
         try:
@@ -98,6 +106,13 @@ class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], BaseClient):
         return manager, response
 
     # -- OpenAI-compatible chat -----------------------------------------------------------
+    async def chat_completion(self, model: str, messages: list[dict[str, Any]], *,
+                        headers: dict[str, str] | None = None, **params: Any) -> ChatResult:
+        """A non-streaming chat completion with what the Gateway says beside the answer (cost,
+        replay); ``headers`` e.g. ``Idempotency-Key`` and ``traceparent``."""
+        return ChatResult.of(await self._exchange(self._chat_call(chat_body(model, messages, params, stream=False),
+                                                                headers)))
+
     async def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
         """A non-streaming chat completion (the OpenAI JSON answer)."""
         result: dict[str, Any] = await self._send(self._chat_call(chat_body(model, messages, params, stream=False)))

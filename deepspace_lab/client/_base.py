@@ -38,6 +38,26 @@ class ChatEvent:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    """A non-streaming chat completion with the Gateway's headers read: ``cost_micros`` (what it
+    cost; an idempotent replay repeats the first request's), ``replayed`` (answered from an
+    ``Idempotency-Key``'s stored response: nothing ran or was billed now), ``request_id``."""
+
+    body: dict[str, Any]
+    cost_micros: int | None
+    replayed: bool
+    request_id: str | None
+    trace_id: str | None
+
+    @classmethod
+    def of(cls, response: httpx.Response) -> ChatResult:
+        cost = response.headers.get("X-DeepSpace-Cost-Micros")
+        return cls(body=response.json(), cost_micros=int(cost) if cost and cost.isdigit() else None,
+                   replayed=response.headers.get("Idempotent-Replayed") == "true",
+                   request_id=response.headers.get("X-Request-Id"), trace_id=response.headers.get("X-Trace-Id"))
+
+
 def chat_body(model: str, messages: list[dict[str, Any]], params: Mapping[str, Any], *, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "messages": messages, **params}
     if stream:
@@ -93,11 +113,13 @@ class BaseClient:
             kwargs["json"] = call.json
         return kwargs
 
-    def _chat_call(self, body: dict[str, Any]) -> Call:
-        """A chat completion; numbered for idempotency when the config has a prefix."""
+    def _chat_call(self, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Call:
+        """A chat completion; numbered for idempotency when the config has a prefix (unless the
+        caller's ``headers`` name the key themselves)."""
         prefix = self.config.idempotency_prefix
-        headers = {"Idempotency-Key": next_idempotency_key(prefix)} if prefix else {}
-        return Call("POST", V1 + "/chat/completions", json=body, headers=headers)
+        given = dict(headers or {})
+        numbered = {"Idempotency-Key": next_idempotency_key(prefix)} if prefix and "Idempotency-Key" not in given else {}
+        return Call("POST", V1 + "/chat/completions", json=body, headers={**numbered, **given})
 
     def _refresh_call(self) -> Call:
         return Call("POST", API + "/auth/refresh", json={"refresh_token": self.config.credentials.refresh_token},

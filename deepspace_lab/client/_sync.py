@@ -13,6 +13,7 @@ from ._base import (
     BaseClient,
     Call,
     ChatEvent,
+    ChatResult,
     chat_body,
     connection_error,
     decode,
@@ -64,20 +65,27 @@ class DeepSpaceClient(MoneyCalls[Any], BaseClient):
     def _args(self, call: Call) -> dict[str, Any]:
         return {"method": call.method, "url": call.path, **self._request_kwargs(call)}
 
-    def _send(self, call: Call) -> Any:
+    def _exchange(self, call: Call) -> httpx.Response:
+        """Send ``call`` (renewing an expiring token once); the answer, or its typed error."""
         try:
             if call.auth and self.config.credentials.needs_refresh():
                 self._refresh()
             response = self._http.request(**self._args(call))
             try:
-                return decode(response)
+                raise_for_response(response, response.content)
+                return response
             except DeepSpaceClientError as exc:
                 if not (call.auth and is_expired(exc) and self.config.credentials.refresh_token):
                     raise
             self._refresh(force=True)
-            return decode(self._http.request(**self._args(call)))
+            response = self._http.request(**self._args(call))
+            raise_for_response(response, response.content)
+            return response
         except httpx.TransportError as exc:
             raise connection_error(exc, self.base_url) from None
+
+    def _send(self, call: Call) -> Any:
+        return decode(self._exchange(call))
 
     def _open_stream(self, call: Call) -> tuple[Any, httpx.Response]:
         try:
@@ -94,6 +102,13 @@ class DeepSpaceClient(MoneyCalls[Any], BaseClient):
         return manager, response
 
     # -- OpenAI-compatible chat -----------------------------------------------------------
+    def chat_completion(self, model: str, messages: list[dict[str, Any]], *,
+                        headers: dict[str, str] | None = None, **params: Any) -> ChatResult:
+        """A non-streaming chat completion with what the Gateway says beside the answer (cost,
+        replay); ``headers`` e.g. ``Idempotency-Key`` and ``traceparent``."""
+        return ChatResult.of(self._exchange(self._chat_call(chat_body(model, messages, params, stream=False),
+                                                                headers)))
+
     def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
         """A non-streaming chat completion (the OpenAI JSON answer)."""
         result: dict[str, Any] = self._send(self._chat_call(chat_body(model, messages, params, stream=False)))

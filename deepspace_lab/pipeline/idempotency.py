@@ -25,6 +25,7 @@ import time
 
 from ..idempotency import (
     DEFAULT_LEASE_S,
+    DEFAULT_TTL_S,
     MAX_RESPONSE_BYTES,
     Claim,
     Replay,
@@ -45,6 +46,9 @@ from .steps import BaseStep
 log = logging.getLogger("deepspace_lab.pipeline")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: Keys of workflow steps' model calls (``deepspace_lab.workflows.steps.StepContext.idempotency_key``)
+#: must stay valid as long as their run may live: they are kept ``workflow_max_run_s`` longer.
+WORKFLOW_KEY_PREFIX = "wf:"
 REPLAYED_HEADER = "Idempotent-Replayed"
 JSON_CONTENT_TYPE = "application/json"
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
@@ -154,9 +158,11 @@ class IdempotencyStep(BaseStep):
         ctx.detail["idempotency_key"] = key
         await self._purge_now_and_then()
         fingerprint = request_sha256(ctx.body, ctx.principal.project_id, ctx.headers.get(CONVERSATION_HEADER) or "")
+        ttl_s = DEFAULT_TTL_S + (self.services.settings.workflow_max_run_s if key.startswith(WORKFLOW_KEY_PREFIX)
+                                 else 0.0)
         outcome = await claim_key(self.services.engine, org_id=ctx.principal.org_id, key=key,
                                   request_sha256=fingerprint, request_id=ctx.request_id, trace_id=ctx.trace_id,
-                                  lease_s=self.lease_s)
+                                  lease_s=self.lease_s, ttl_s=ttl_s)
         if isinstance(outcome, Replay):
             self._replay(ctx, outcome)
         else:
