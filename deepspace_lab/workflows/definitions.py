@@ -28,14 +28,14 @@ SCHEMA_ID = "https://deepspace-lab.dev/schemas/workflow.schema.json"
 RETRY = {
     "type": "object", "additionalProperties": False,
     "description": "Attempts of a step and the wait between them (backoff_s × backoff_factor^(attempt-1), at "
-                   "most max_backoff_s); `on` lists the error codes worth another attempt (default: any "
+                   "most max_backoff_s); `codes` lists the error codes worth another attempt (default: any "
                    "retryable failure).",
     "properties": {
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20},
         "backoff_s": {"type": "number", "minimum": 0, "maximum": 3600},
         "backoff_factor": {"type": "number", "minimum": 1, "maximum": 10},
         "max_backoff_s": {"type": "number", "minimum": 0, "maximum": 3600},
-        "on": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True},
+        "codes": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True},
     },
 }
 ON_FAILURE = {

@@ -73,7 +73,7 @@ def backoff_s(retry: dict[str, Any], attempt: int) -> float:
 def retries(retry: dict[str, Any], failure: StepFailed, attempt: int) -> bool:
     if not failure.retryable or attempt >= int(retry.get("max_attempts", 1)):
         return False
-    codes = retry.get("on")
+    codes = retry.get("codes")
     return codes is None or failure.code in codes
 
 
