@@ -285,7 +285,8 @@ class Settings:
                      "workflow_max_run_s"):
             if values[name] <= 0:
                 raise ConfigError(f"DEEPSPACE_{name.upper()} must be more than 0", param=f"DEEPSPACE_{name.upper()}")
-        for name in ("workflow_max_concurrent_runs", "max_concurrent_drains", "init_credit_micros", "retention_audit_days", "retention_usage_days",
+        for name in ("workflow_max_concurrent_runs", "max_concurrent_drains", "init_credit_micros",
+                     "retention_audit_days", "retention_usage_days",
                      "retention_messages_days", "retention_jobs_days"):
             if values[name] < 0:
                 raise ConfigError(f"DEEPSPACE_{name.upper()} must be 0 or more", param=f"DEEPSPACE_{name.upper()}")

@@ -21,13 +21,14 @@ from . import (
     openapi,
     policy_handlers,
     worker_handlers,
+    workflow_handlers,
 )
 from .base import DeepSpaceHandler
 
 #: Modules with ``default_handlers(runtime)``, mounted in this order.
 ROUTE_MODULES = (handlers, chat_handlers, conversation_handlers, identity_handlers, billing_handlers,
                  policy_handlers, worker_handlers, file_handlers, jupyter_handlers, admin_api,
-                 admin_money, openapi)
+                 admin_money, workflow_handlers, openapi)
 
 
 class UnknownRouteHandler(DeepSpaceHandler):

@@ -289,6 +289,44 @@ def file_foreign(world: World) -> None:
     assert world.call("GET", f"/files/{file_id}/content", key=world.a.people["viewer"].key).content == b"org a only"
 
 
+
+WORKFLOW = "name: w\nsteps:\n  - id: v\n    kind: verify\n    assert: [{value: 1, equals: 1}]\n"
+
+
+def _a_workflow(world: World) -> str:
+    response = world.call("POST", "/workflows", key=world.a.people["owner"].key, json={"source": WORKFLOW})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def _a_run(world: World) -> str:
+    response = world.call("POST", "/workflow-runs", key=world.a.people["owner"].key,
+                          json={"workflow_id": _a_workflow(world)})
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def workflows_are_own(world: World) -> None:
+    workflow = _a_workflow(world)
+    b = _b(world)
+    assert world.call("GET", "/workflows", key=b).json()["data"] == []
+    assert world.call("GET", f"/workflows/{workflow}", key=b).status_code == 404
+    assert world.call("GET", f"/workflows/{workflow}/versions/1", key=b).status_code == 404
+    assert world.call("GET", f"/workflows/{workflow}/versions/1", key=world.a.people["viewer"].key).status_code == 200
+    mine = world.call("POST", "/workflows", key=b, json={"source": WORKFLOW}).json()
+    assert mine["id"] != workflow and mine["project_id"] == world.b.project_id and mine["latest_version"] == 1
+    assert world.call("POST", "/workflow-runs", key=b, json={"workflow_id": workflow}).status_code == 404
+
+
+def workflow_runs_are_own(world: World) -> None:
+    run = _a_run(world)
+    b = _b(world)
+    assert world.call("GET", "/workflow-runs", key=b).json()["data"] == []
+    for method, path in (("GET", ""), ("GET", "/events"), ("POST", "/cancel"), ("POST", "/resume")):
+        assert world.call(method, f"/workflow-runs/{run}{path}", key=b).status_code == 404, path
+    assert world.call("POST", f"/workflow-runs/{run}/fork", key=b, json={"from": "v"}).status_code == 404
+    assert world.call("GET", f"/workflow-runs/{run}", key=world.a.people["viewer"].key).json()["id"] == run
+
 A = "/deepspace/api"
 CASES: dict[tuple[str, str], Callable[[World], None]] = {
     ("/deepspace/v1/chat/completions", "post"): chat_with_foreign_conversation,
@@ -327,6 +365,17 @@ CASES: dict[tuple[str, str], Callable[[World], None]] = {
     (f"{A}/conversations/{{conversation_id}}", "get"): conversation_foreign,
     (f"{A}/conversations/{{conversation_id}}", "patch"): conversation_foreign,
     (f"{A}/conversations/{{conversation_id}}", "delete"): conversation_foreign,
+    (f"{A}/workflows", "get"): workflows_are_own,
+    (f"{A}/workflows", "post"): workflows_are_own,
+    (f"{A}/workflows/{{workflow_id}}", "get"): workflows_are_own,
+    (f"{A}/workflows/{{workflow_id}}/versions/{{version}}", "get"): workflows_are_own,
+    (f"{A}/workflow-runs", "get"): workflow_runs_are_own,
+    (f"{A}/workflow-runs", "post"): workflows_are_own,
+    (f"{A}/workflow-runs/{{run_id}}", "get"): workflow_runs_are_own,
+    (f"{A}/workflow-runs/{{run_id}}/cancel", "post"): workflow_runs_are_own,
+    (f"{A}/workflow-runs/{{run_id}}/resume", "post"): workflow_runs_are_own,
+    (f"{A}/workflow-runs/{{run_id}}/fork", "post"): workflow_runs_are_own,
+    (f"{A}/workflow-runs/{{run_id}}/events", "get"): workflow_runs_are_own,
 }
 #: Routes with no tenant data, or that act only on the caller's own credential.
 EXEMPT = {
@@ -340,6 +389,7 @@ EXEMPT = {
     (f"{A}/auth/jupyterhub", "post"): "takes a Hub token, returns only its own user's tokens",
     (f"{A}/members", "post"): "adds to the caller's own org only (see test_roles)",
     ("/deepspace/admin/api/permissions", "get"): "the roles & permissions matrix is the product's, not a tenant's",
+    (f"{A}/workflows/schema", "get"): "the workflow schema is the product's (the registered step kinds)",
 }
 CASES.update(MONEY_CASES)  # the Admin API's money area
 EXEMPT.update(MONEY_EXEMPT)

@@ -64,7 +64,7 @@ def _captures(flows: Flows) -> list[dict[str, Any]]:
 
 
 def test_fork_from_a_step_reuses_the_earlier_steps_without_paying_again(flows: Flows, worker: Worker) -> None:
-    source = (f"name: forked\ninputs:\n  topic: {{type: string}}\nsteps:\n"
+    source = ("name: forked\ninputs:\n  topic: {type: string}\nsteps:\n"
               + _llm("plan", "Plan {{ inputs.topic }}")
               + _llm("write", "Write about {{ inputs.topic }} after {{ steps.plan.outputs.text }}", deps="plan"))
     first = flows.wait(flows.start(source, {"topic": "moons"})["id"], "succeeded")
