@@ -201,6 +201,7 @@ class Worker:
         self.consumer = cls(self.queue.huey, workers=self.threads, worker_type="thread", periodic=True,
                             initial_delay=0.05, backoff=1.5, max_delay=0.5, scheduler_interval=1,
                             check_worker_health=True)
+        job_kinds()  # import every kind now, not on the loop while a job's lease runs
         self.reap_once()
         for name in SCHEDULES:  # a schedule missed while no worker ran is caught up now
             threading.Thread(target=self._safe_scheduled, args=(name,), daemon=True).start()

@@ -129,6 +129,7 @@ async def run_workflow_step(jctx: JobContext) -> dict[str, Any]:
     engine, settings = jctx.engine, jctx.settings
     queue = jctx.worker.queue
     run_id, step_id = jctx.job.params["run_id"], jctx.job.params["step_id"]
+    await asyncio.to_thread(step_kinds)  # the first time, imports every kind: off the loop the lease needs
     async with engine.connect() as conn:
         run = await load_run(conn, run_id)
         step = next(s for s in await load_steps(conn, run_id) if s["step_id"] == step_id)

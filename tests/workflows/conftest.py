@@ -22,6 +22,7 @@ from deepspace_lab.workflows import engine as wf_engine
 from deepspace_lab.workflows.definitions import parse_definition
 from deepspace_lab.workflows.service import get_run
 
+from ..cli.conftest import spawn  # noqa: F401  (the process tests' fixture)
 from ..helpers import Gateway
 from ..jobs.conftest import queue_name
 
