@@ -100,3 +100,40 @@ def product_stream(body: dict[str, Any]) -> Call:
 
 def estimate(body: dict[str, Any]) -> Call:
     return Call("POST", API + "/chat/estimate", json=body)
+
+
+# -- workflows -------------------------------------------------------------------------------------
+WF, RUNS = API + "/workflows", API + "/workflow-runs"
+
+
+def save_workflow(source: str) -> Call:
+    return Call("POST", WF, json={"source": source})
+
+
+def workflows() -> Call:
+    return Call("GET", WF)
+
+
+def workflow(workflow_id: str) -> Call:
+    return Call("GET", f"{WF}/{workflow_id}")
+
+
+def start_workflow(workflow_id: str, *, inputs: dict[str, Any] | None, version: int | None,
+                   budget_micros: int | None) -> Call:
+    body = {k: v for k, v in (("workflow_id", workflow_id), ("inputs", inputs), ("version", version),
+                              ("budget_micros", budget_micros)) if v is not None}
+    return Call("POST", RUNS, json=body)
+
+
+def workflow_runs(**filters: Any) -> Call:
+    return Call("GET", RUNS, params=filters)
+
+
+def workflow_run(run_id: str, action: str | None = None, body: dict[str, Any] | None = None) -> Call:
+    if action is None:
+        return Call("GET", f"{RUNS}/{run_id}")
+    return Call("POST", f"{RUNS}/{run_id}/{action}", json=body)
+
+
+def workflow_events(run_id: str, *, after: int) -> Call:
+    return Call("GET", f"{RUNS}/{run_id}/events", params={"after": after})

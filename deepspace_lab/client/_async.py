@@ -211,6 +211,47 @@ class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], BaseClient):
     async def models(self) -> list[dict[str, Any]]:
         return list((await self._send(_api.models()))["data"])
 
+    # -- workflows ------------------------------------------------------------------------
+    async def save_workflow(self, source: str) -> dict[str, Any]:
+        """Save a definition (YAML or JSON text) as a new workflow or the next version of its name."""
+        return dict(await self._send(_api.save_workflow(source)))
+
+    async def workflows(self) -> list[dict[str, Any]]:
+        return list((await self._send(_api.workflows()))["data"])
+
+    async def workflow(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow with its versions."""
+        return dict(await self._send(_api.workflow(workflow_id)))
+
+    async def start_workflow(self, workflow_id: str, inputs: dict[str, Any] | None = None, *,
+                       version: int | None = None, budget_micros: int | None = None) -> dict[str, Any]:
+        """Start a run (the latest version unless ``version``); the run comes back at once."""
+        return dict(await self._send(_api.start_workflow(workflow_id, inputs=inputs, version=version,
+                                                        budget_micros=budget_micros)))
+
+    async def workflow_runs(self, **filters: Any) -> dict[str, Any]:
+        """Runs, newest first; filters: workflow_id, state, limit, cursor."""
+        return dict(await self._send(_api.workflow_runs(**filters)))
+
+    async def workflow_run(self, run_id: str) -> dict[str, Any]:
+        """A run with its steps."""
+        return dict(await self._send(_api.workflow_run(run_id)))
+
+    async def cancel_workflow_run(self, run_id: str) -> dict[str, Any]:
+        return dict(await self._send(_api.workflow_run(run_id, "cancel")))
+
+    async def resume_workflow_run(self, run_id: str) -> dict[str, Any]:
+        return dict(await self._send(_api.workflow_run(run_id, "resume")))
+
+    async def fork_workflow_run(self, run_id: str, from_step: str,
+                          inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new run from ``from_step`` with edited inputs; the steps before it are reused."""
+        return dict(await self._send(_api.workflow_run(run_id, "fork", {"from": from_step, "inputs": inputs or {}})))
+
+    async def workflow_events(self, run_id: str, *, after: int = 0) -> dict[str, Any]:
+        """The run's events after event id ``after`` (``next_after`` continues)."""
+        return dict(await self._send(_api.workflow_events(run_id, after=after)))
+
 
 class _AsyncStream:
     def __init__(self, client: AsyncDeepSpaceClient, call: Call) -> None:

@@ -207,6 +207,47 @@ class DeepSpaceClient(MoneyCalls[Any], BaseClient):
     def models(self) -> list[dict[str, Any]]:
         return list(self._send(_api.models())["data"])
 
+    # -- workflows ------------------------------------------------------------------------
+    def save_workflow(self, source: str) -> dict[str, Any]:
+        """Save a definition (YAML or JSON text) as a new workflow or the next version of its name."""
+        return dict(self._send(_api.save_workflow(source)))
+
+    def workflows(self) -> list[dict[str, Any]]:
+        return list((self._send(_api.workflows()))["data"])
+
+    def workflow(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow with its versions."""
+        return dict(self._send(_api.workflow(workflow_id)))
+
+    def start_workflow(self, workflow_id: str, inputs: dict[str, Any] | None = None, *,
+                       version: int | None = None, budget_micros: int | None = None) -> dict[str, Any]:
+        """Start a run (the latest version unless ``version``); the run comes back at once."""
+        return dict(self._send(_api.start_workflow(workflow_id, inputs=inputs, version=version,
+                                                        budget_micros=budget_micros)))
+
+    def workflow_runs(self, **filters: Any) -> dict[str, Any]:
+        """Runs, newest first; filters: workflow_id, state, limit, cursor."""
+        return dict(self._send(_api.workflow_runs(**filters)))
+
+    def workflow_run(self, run_id: str) -> dict[str, Any]:
+        """A run with its steps."""
+        return dict(self._send(_api.workflow_run(run_id)))
+
+    def cancel_workflow_run(self, run_id: str) -> dict[str, Any]:
+        return dict(self._send(_api.workflow_run(run_id, "cancel")))
+
+    def resume_workflow_run(self, run_id: str) -> dict[str, Any]:
+        return dict(self._send(_api.workflow_run(run_id, "resume")))
+
+    def fork_workflow_run(self, run_id: str, from_step: str,
+                          inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new run from ``from_step`` with edited inputs; the steps before it are reused."""
+        return dict(self._send(_api.workflow_run(run_id, "fork", {"from": from_step, "inputs": inputs or {}})))
+
+    def workflow_events(self, run_id: str, *, after: int = 0) -> dict[str, Any]:
+        """The run's events after event id ``after`` (``next_after`` continues)."""
+        return dict(self._send(_api.workflow_events(run_id, after=after)))
+
 
 class _Stream:
     def __init__(self, client: DeepSpaceClient, call: Call) -> None:

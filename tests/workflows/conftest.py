@@ -23,7 +23,7 @@ from deepspace_lab.workflows.definitions import parse_definition
 from deepspace_lab.workflows.service import get_run
 
 from ..cli.conftest import spawn  # noqa: F401  (the process tests' fixture)
-from ..helpers import Gateway
+from ..helpers import TEST_SECRET, Gateway
 from ..jobs.conftest import queue_name
 
 T = TypeVar("T")
@@ -54,6 +54,21 @@ class Flows:
             engine, self.queue, self.settings, org_id=t.org_id, project_id=t.project_id, user_id=t.user_id,
             definition=definition, inputs=inputs or {}, trace_id=kwargs.pop("trace_id", new_trace_id()),
             created_by="tests", **kwargs))
+
+    def api_key(self, *scopes: str) -> str:
+        """A new key of the tenant's user with these scopes."""
+        from deepspace_lab.auth import create_api_key
+        from deepspace_lab.db import make_sessionmaker
+
+        async def make(engine: Any) -> str:
+            t = self.gw.tenant
+            async with make_sessionmaker(engine)() as session:
+                _, plaintext = await create_api_key(session, secret_key=TEST_SECRET, org_id=t.org_id,
+                                                    project_id=t.project_id, user_id=t.user_id, scopes=scopes)
+                await session.commit()
+            return plaintext
+
+        return self.call(make)
 
     def get(self, run_id: str) -> dict[str, Any]:
         async def read(engine: Any) -> dict[str, Any]:
