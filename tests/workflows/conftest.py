@@ -151,7 +151,8 @@ def start_worker(flows: Flows) -> Iterator[Callable[..., Worker]]:
 
     yield start
     for worker in started:
-        worker.stop()
+        if not worker._stop.is_set():  # not stopped by the test already
+            worker.stop()
 
 
 @pytest.fixture
