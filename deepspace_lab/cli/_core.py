@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -101,8 +102,11 @@ def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
         argv.append("--no-browser")
     # DESIGN §12.9: the embedded default runs a Worker too (a child process on the same
     # settings), so scheduled roll-ups and exports work with no extra setup.
+    # Its workflow steps call this JupyterLab's Gateway unless a Gateway URL is set for them.
+    env = {**os.environ, "DEEPSPACE_WORKFLOW_GATEWAY_URL": settings.workflow_gateway_url
+           or f"http://127.0.0.1:{args.port}"}
     worker = None if args.no_worker else subprocess.Popen(
-        [sys.executable, "-m", "deepspace_lab.cli", "worker"], stdin=subprocess.DEVNULL)
+        [sys.executable, "-m", "deepspace_lab.cli", "worker"], stdin=subprocess.DEVNULL, env=env)
     try:
         LabApp.launch_instance(argv=argv)
     finally:
