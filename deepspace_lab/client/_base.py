@@ -118,7 +118,8 @@ class BaseClient:
         caller's ``headers`` name the key themselves)."""
         prefix = self.config.idempotency_prefix
         given = dict(headers or {})
-        numbered = {"Idempotency-Key": next_idempotency_key(prefix)} if prefix and "Idempotency-Key" not in given else {}
+        numbered = ({"Idempotency-Key": next_idempotency_key(prefix)} if prefix and "Idempotency-Key" not in given
+                    else {})
         return Call("POST", V1 + "/chat/completions", json=body, headers={**numbered, **given})
 
     def _refresh_call(self) -> Call:
