@@ -1,4 +1,5 @@
-"""notebooks/02-workflow.ipynb runs unchanged under papermill: the example workflow, end to end."""
+"""notebooks/02-workflow.ipynb runs unchanged under papermill: the example workflow (plan: llm → execute:
+notebook → verify), end to end on one trace."""
 
 from __future__ import annotations
 
@@ -23,5 +24,10 @@ def test_the_workflow_notebook_runs_the_example_to_the_end(flows: Flows, worker:
                                     progress_bar=False, cwd=str(ROOT))
     text = "".join(str(o) for c in nb.cells for o in c.get("outputs", []))
     assert "run succeeded" in text and "[simulated]" in text
-    runs = flows.rows("SELECT state, inputs FROM workflow_runs")
+    kinds = flows.rows("SELECT kind, state FROM step_runs ORDER BY position")
+    assert kinds == [{"kind": "llm", "state": "succeeded"}, {"kind": "notebook", "state": "succeeded"},
+                     {"kind": "verify", "state": "succeeded"}]
+    runs = flows.rows("SELECT state, trace_id FROM workflow_runs")
     assert [r["state"] for r in runs] == ["succeeded"]
+    usage = flows.rows("SELECT trace_id FROM usage_records")  # the plan's call and the notebook's own
+    assert len(usage) >= 2 and {u["trace_id"] for u in usage} == {runs[0]["trace_id"]}
