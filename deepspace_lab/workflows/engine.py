@@ -162,8 +162,8 @@ async def advance(engine: AsyncEngine, queue: JobQueue, settings: Settings, run_
     if run["state"] not in RUN_ACTIVE:
         return
     by_id = {s["step_id"]: s for s in steps}
-    if run["state"] == "cancelling":
-        await _skip(engine, run, [s for s in steps if s["state"] == "pending"], state="cancelled")
+    if run["state"] == "cancelling":  # a queued step's job, when it runs, finds its step finished
+        await _skip(engine, run, [s for s in steps if s["state"] in ("pending", "queued")], state="cancelled")
         if not any(s["state"] in ("queued", "running") for s in steps):
             await finish_run(engine, run_id, state="cancelled")
         return
@@ -194,7 +194,8 @@ async def advance(engine: AsyncEngine, queue: JobQueue, settings: Settings, run_
 async def _skip(engine: AsyncEngine, run: dict[str, Any], steps: list[dict[str, Any]], *, state: str) -> None:
     for step in steps:
         async with engine.begin() as conn:
-            done = await conn.execute(update(S).where(S.c.id == step["id"], S.c.state == "pending")
+            done = await conn.execute(update(S).where(S.c.id == step["id"], S.c.state == step["state"],
+                                                      S.c.state.in_(("pending", "queued")))
                                       .values(state=state, finished_at=utcnow()))
             if done.rowcount == 1:
                 step["state"] = state

@@ -174,3 +174,15 @@ def test_the_run_is_one_trace_across_audit_usage_and_ledger(flows: Flows, worker
     jobs = flows.rows("SELECT trace_id FROM jobs WHERE org_id = :o", o=org)
     assert len(usage) == 2 and len(ledger) >= 4 and len(audit) >= 2 and len(jobs) == 3
     assert {r["trace_id"] for r in usage + ledger + audit + jobs} == {run["trace_id"]}
+
+
+def test_cancelling_a_run_no_worker_has_taken_ends_it_at_once(flows: Flows) -> None:
+    run = flows.start(_flow("idle", _llm("a", "x"), _llm("b", "y", deps="a")))
+
+    async def cancel(engine: Any) -> dict[str, Any]:
+        from deepspace_lab.workflows.engine import cancel_run
+
+        return await cancel_run(engine, flows.queue, flows.settings, org_id=flows.gw.tenant.org_id, run_id=run["id"])
+
+    assert flows.call(cancel)["state"] == "cancelled"
+    assert [s["state"] for s in flows.get(run["id"])["steps"]] == ["cancelled", "cancelled"]
