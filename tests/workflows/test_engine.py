@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from deepspace_lab.jobs.worker import Worker
 
 from .conftest import MODEL, Flows
@@ -174,6 +176,22 @@ def test_the_run_is_one_trace_across_audit_usage_and_ledger(flows: Flows, worker
     jobs = flows.rows("SELECT trace_id FROM jobs WHERE org_id = :o", o=org)
     assert len(usage) == 2 and len(ledger) >= 4 and len(audit) >= 2 and len(jobs) == 3
     assert {r["trace_id"] for r in usage + ledger + audit + jobs} == {run["trace_id"]}
+
+
+def test_workflow_idempotency_keys_outlive_the_longest_run(flows: Flows, worker: Worker) -> None:
+    run = flows.wait(flows.start(THREE_STEPS, {"topic": "tides"})["id"], "succeeded")
+    keys = flows.rows("SELECT key, created_at, expires_at FROM idempotency_keys WHERE org_id = :o",
+                      o=flows.gw.tenant.org_id)
+    assert sorted(k["key"] for k in keys) == [f"wf:{run['id']}:execute:0", f"wf:{run['id']}:plan:0"]
+    for key in keys:
+        kept = _seconds(key["expires_at"]) - _seconds(key["created_at"])
+        assert kept == pytest.approx(24 * 3600 + flows.settings.workflow_max_run_s, abs=5)
+
+
+def _seconds(value: Any) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(value) if isinstance(value, str) else value).timestamp()
 
 
 def test_cancelling_a_run_no_worker_has_taken_ends_it_at_once(flows: Flows) -> None:
