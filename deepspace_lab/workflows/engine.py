@@ -30,6 +30,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..auth.models import ApiKey
+from ..billing.models import UsageRecord
 from ..config import Settings
 from ..db.base import new_id, utcnow
 from ..jobs import JobQueue
@@ -41,7 +42,7 @@ from .models import RUN_ACTIVE, STEP_FINISHED, StepRun, WorkflowEvent, WorkflowR
 
 log = logging.getLogger("deepspace_lab.workflows")
 R, S, E = (cast(Table, m.__table__) for m in (WorkflowRun, StepRun, WorkflowEvent))
-K, J = cast(Table, ApiKey.__table__), cast(Table, Job.__table__)
+K, J, U = cast(Table, ApiKey.__table__), cast(Table, Job.__table__), cast(Table, UsageRecord.__table__)
 JOB_KIND = "workflow_step"
 #: the run-scoped key lives this much longer than the longest run (then expires by itself)
 KEY_MARGIN = timedelta(hours=1)
@@ -65,7 +66,7 @@ async def _create_key(conn: AsyncConnection, settings: Settings, *, run: dict[st
     now = utcnow()
     await conn.execute(insert(K).values(
         id=key_id, org_id=run["org_id"], project_id=run["project_id"], user_id=run["user_id"],
-        name=f"workflow run {run['id']}", prefix=key_prefix(plaintext), key_hash=hash_key(secret, plaintext),
+        name=key_name(run["id"]), prefix=key_prefix(plaintext), key_hash=hash_key(secret, plaintext),
         scopes=["chat"], created_at=now, expires_at=now + timedelta(seconds=settings.workflow_max_run_s) + KEY_MARGIN))
     return key_id
 
@@ -73,6 +74,24 @@ async def _create_key(conn: AsyncConnection, settings: Settings, *, run: dict[st
 async def _revoke_key(conn: AsyncConnection, key_id: str | None) -> None:
     if key_id is not None:
         await conn.execute(update(K).where(K.c.id == key_id, K.c.revoked_at.is_(None)).values(revoked_at=utcnow()))
+
+
+def key_name(run_id: str) -> str:
+    return f"workflow run {run_id}"
+
+
+async def tally_run(conn: AsyncConnection, run: dict[str, Any]) -> int:
+    """Set the run's cost and tokens from the usage records of its keys (every generation): what
+    billing charged for its model calls, notebook steps' own calls included, replays not. Returns
+    the cost."""
+    keys = select(K.c.id).where(K.c.org_id == run["org_id"], K.c.user_id == run["user_id"],
+                                K.c.name == key_name(run["id"]))
+    row = (await conn.execute(select(func.coalesce(func.sum(U.c.cost_micros), 0),
+                                     func.coalesce(func.sum(U.c.prompt_tokens + U.c.completion_tokens), 0))
+                              .where(U.c.org_id == run["org_id"], U.c.api_key_id.in_(keys.scalar_subquery())))).one()
+    await conn.execute(update(R).where(R.c.id == run["id"]).values(cost_micros=int(row[0]), tokens=int(row[1]),
+                                                                   updated_at=utcnow()))
+    return int(row[0])
 
 
 # -- events ----------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from .engine import (
     run_deadline,
     run_key,
     step_spec,
+    tally_run,
 )
 from .models import RUN_ACTIVE, STEP_FINISHED
 from .steps import StepContext, StepFailed, StepOutcome, step_kinds
@@ -262,13 +263,10 @@ async def _succeed(jctx: JobContext, run: dict[str, Any], step: dict[str, Any], 
                                           error_code=None, error_detail=None, finished_at=utcnow()))
         if done.rowcount != 1:
             return
-        await conn.execute(update(R).where(R.c.id == run["id"]).values(
-            cost_micros=R.c.cost_micros + outcome.cost_micros, tokens=R.c.tokens + outcome.tokens,
-            updated_at=utcnow()))
+        cost = await tally_run(conn, run)
         await add_event(conn, run_id=run["id"], org_id=run["org_id"], step_id=step["step_id"],
                         event="step.succeeded", attempt=attempt,
                         data={"tokens": outcome.tokens, "cost_micros": outcome.cost_micros})
-        cost = (await conn.execute(select(R.c.cost_micros).where(R.c.id == run["id"]))).scalar_one()
     if run["budget_micros"] is not None and cost > run["budget_micros"]:
         await fail_run(engine, jctx.worker.queue, jctx.settings, run["id"], code="budget_exceeded",
                        message=f"the run spent {cost} of its budget of {run['budget_micros']} micros")
@@ -302,8 +300,7 @@ async def _end_step(jctx: JobContext, run: dict[str, Any], step: dict[str, Any],
                                           finished_at=utcnow()))
         if done.rowcount != 1:
             return
-        if cost:
-            await conn.execute(update(R).where(R.c.id == run["id"]).values(cost_micros=R.c.cost_micros + cost))
+        await tally_run(conn, run)
         event = "step.fallback" if fallback else f"step.{state}"
         await add_event(conn, run_id=run["id"], org_id=run["org_id"], step_id=step["step_id"], event=event,
                         attempt=attempt or step["attempts"], message=error[:2000],

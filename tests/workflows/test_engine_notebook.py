@@ -27,7 +27,8 @@ def test_the_workflow_notebook_runs_the_example_to_the_end(flows: Flows, worker:
     kinds = flows.rows("SELECT kind, state FROM step_runs ORDER BY position")
     assert kinds == [{"kind": "llm", "state": "succeeded"}, {"kind": "notebook", "state": "succeeded"},
                      {"kind": "verify", "state": "succeeded"}]
-    runs = flows.rows("SELECT state, trace_id FROM workflow_runs")
+    runs = flows.rows("SELECT state, trace_id, cost_micros FROM workflow_runs")
     assert [r["state"] for r in runs] == ["succeeded"]
-    usage = flows.rows("SELECT trace_id FROM usage_records")  # the plan's call and the notebook's own
+    usage = flows.rows("SELECT trace_id, cost_micros FROM usage_records")  # the plan's call and the notebook's
     assert len(usage) >= 2 and {u["trace_id"] for u in usage} == {runs[0]["trace_id"]}
+    assert runs[0]["cost_micros"] == sum(u["cost_micros"] for u in usage) > 0  # the notebook's calls count
