@@ -261,11 +261,23 @@ async def finish_run(engine: AsyncEngine, run_id: str, *, state: str, error_code
 
 async def fail_run(engine: AsyncEngine, queue: JobQueue, settings: Settings, run_id: str, *, code: str,
                    message: str) -> None:
-    """End a run as failed now (budget, run time): pending steps are skipped."""
-    if await finish_run(engine, run_id, state="failed", error_code=code, error=message):
-        async with engine.connect() as conn:
-            run, steps = await load_run(conn, run_id), await load_steps(conn, run_id)
-        await _skip(engine, run, [s for s in steps if s["state"] == "pending"], state="skipped")
+    """End a run as failed now (budget, run time); its pending steps are skipped in the same
+    transaction, so no one sees the run failed with steps left pending, or all finished and not."""
+    now = utcnow()
+    async with engine.begin() as conn:
+        done = await conn.execute(update(R).where(R.c.id == run_id, R.c.state.in_(RUN_ACTIVE)).values(
+            state="failed", error_code=code, error=message, finished_at=now, updated_at=now)
+            .returning(R.c.org_id, R.c.api_key_id, R.c.cost_micros, R.c.tokens))
+        row = done.first()
+        if row is None:
+            return
+        skipped = await conn.execute(update(S).where(S.c.run_id == run_id, S.c.state == "pending")
+                                     .values(state="skipped", finished_at=now).returning(S.c.step_id))
+        for (step_id,) in skipped.all():
+            await add_event(conn, run_id=run_id, org_id=row.org_id, step_id=step_id, event="step.skipped")
+        await _revoke_key(conn, row.api_key_id)
+        await add_event(conn, run_id=run_id, org_id=row.org_id, event="run.failed", message=message,
+                        data={"cost_micros": row.cost_micros, "tokens": row.tokens, "error_code": code})
 
 
 # -- cancel, resume, fork --------------------------------------------------------------------------

@@ -118,7 +118,8 @@ async def run_verify(ctx: StepContext) -> StepOutcome:
     passed = all(r["passed"] for r in results)
     if not passed:
         first = next(r for r in results if not r["passed"])
-        raise StepFailed(first["message"], code="verification_failed", detail={"results": results}, retryable=False)
+        raise StepFailed(first["message"], code="verification_failed", retryable=False,
+                         detail={"results": results, "tokens": tokens, "cost_micros": cost})
     return StepOutcome(outputs={"passed": True, "results": results}, tokens=tokens, cost_micros=cost)
 
 

@@ -204,3 +204,20 @@ def test_cancelling_a_run_no_worker_has_taken_ends_it_at_once(flows: Flows) -> N
 
     assert flows.call(cancel)["state"] == "cancelled"
     assert [s["state"] for s in flows.get(run["id"])["steps"]] == ["cancelled", "cancelled"]
+
+
+def test_a_verify_judge_asks_the_model_through_the_gateway(flows: Flows, worker: Worker) -> None:
+    judge = ("  - id: judged\n    kind: verify\n    depends_on: [draft]\n    assert:\n"
+             "      - value: \"{{ steps.draft.outputs.text }}\"\n"
+             f"        judge: {{model: {MODEL}, criteria: is it a draft, pass_if: '^\\[simulated\\]'}}\n"
+             "      - value: \"{{ steps.draft.outputs.text }}\"\n"
+             f"        judge: {{model: {MODEL}, criteria: is it final}}\n")
+    run = flows.wait(flows.start(_flow("judge", _llm("draft", "Draft it"), judge))["id"], "failed")
+    draft, judged = run["steps"]
+    assert judged["error_code"] == "verification_failed"
+    results = judged["error_detail"]["results"]
+    assert [r["passed"] for r in results] == [True, False] and results[1]["failed"] == ["judge"]
+    assert all(r["judge"].startswith("[simulated]") for r in results)
+    usage = flows.rows("SELECT cost_micros, trace_id FROM usage_records WHERE org_id = :o", o=flows.gw.tenant.org_id)
+    assert len(usage) == 3 and {u["trace_id"] for u in usage} == {run["trace_id"]}  # draft + two judge calls
+    assert run["cost_micros"] == sum(u["cost_micros"] for u in usage) and judged["cost_micros"] > 0
