@@ -28,6 +28,7 @@ class ApiHandler(DeepSpaceHandler):
                 status, payload = await work(ctx, session)
                 await session.commit()
             assert ctx.sink is not None
+            ctx.status_code = status  # the audit row records what the caller got (201, 204...)
             ctx.sink.set_json(b"" if payload is None else orjson.dumps(payload), status=status)
 
         ctx = self.context(kind=kind, action=action)

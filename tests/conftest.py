@@ -58,6 +58,15 @@ class PgDatabases:
         self.created.append(name)
         return make_url(self.server_url).set(database=name).render_as_string(hide_password=False)
 
+    def drop(self, urls: list[str]) -> None:
+        """Drop these databases now (a test's own, at its end: spread over the run, the drops
+        never pile up into one teardown that outlasts the per-test timeout)."""
+        names = [make_url(url).database for url in urls]
+        with self._admin() as conn:
+            for name in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created = [name for name in self.created if name not in names]
+
     def drop_all(self) -> None:
         with self._admin() as conn:
             for name in self.created:
@@ -83,7 +92,14 @@ def fresh_db_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -
         counter = iter(range(1000))
         return lambda: f"sqlite:///{tmp_path / f'db{next(counter)}.sqlite'}"
     pg: PgDatabases = request.getfixturevalue("pg_databases")
-    return pg.create
+    made: list[str] = []
+
+    def create() -> str:
+        made.append(pg.create())
+        return made[-1]
+
+    request.addfinalizer(lambda: pg.drop(made))  # after the fixtures using them (gateways) closed
+    return create
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

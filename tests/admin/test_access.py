@@ -54,6 +54,16 @@ def test_refusals_are_audited(admin_world: AdminWorld) -> None:
     assert [(r["status_code"], r["error_code"], r["org_id"]) for r in rows] == [(403, "admin_required", w.a.id)]
 
 
+def test_audit_rows_record_the_status_the_caller_got(admin_world: AdminWorld) -> None:
+    w = admin_world
+    created = w.call("POST", "/projects", key=w.a.people["owner"].key, json={"name": "audited"})
+    deleted = w.call("DELETE", f"/projects/{created.json()['id']}", key=w.a.people["owner"].key)
+    assert (created.status_code, deleted.status_code) == (201, 204)
+    rows = {r["kind"]: r["status_code"] for r in w.gw.audit_rows(org_id=w.a.id)
+            if r["kind"] in ("api.projects.create", "api.projects.delete")}
+    assert rows == {"api.projects.create": 201, "api.projects.delete": 204}
+
+
 def test_the_permission_matrix_is_what_authorize_decides(admin_world: AdminWorld) -> None:
     w = admin_world
     for credential in ({"key": w.platform.key}, {"key": w.platform.read_key}, {"token": w.token(w.platform.email)},
