@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import text
 
 from .audit import AuditWriter
+from .audit.metrics import RequestMetrics
 from .auth.lookup import key_reader_for
 from .cache import TTLCache
 from .catalog import ModelInfo
@@ -40,6 +41,8 @@ class Runtime:
         self.engine = make_async_engine(settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self.audit = AuditWriter(self.engine, flush_interval_ms=settings.audit_flush_interval_ms)
+        #: this process's Prometheus counters (the audit step feeds them; the metrics route reads them)
+        self.metrics = RequestMetrics()
         self._services: PipelineServices | None = None
         self._pipeline: Pipeline | None = None
         self.upstream_is_simulated = False
@@ -101,7 +104,7 @@ class Runtime:
             upstream=upstream, models=TTLCache[ModelInfo](ttl_s=settings.catalog_cache_ttl_s),
             upstream_is_simulated=simulated,
             key_reader=key_reader_for(settings.database_url),
-            policies=PolicyCache(self.engine), limiter=self.limiter, streams=self.streams,
+            policies=PolicyCache(self.engine), limiter=self.limiter, streams=self.streams, metrics=self.metrics,
         )
         self._pipeline = Pipeline(self._services, extensions=settings.extension_steps)
         self.audit.start()

@@ -11,6 +11,7 @@ from deepspace_lab.runtime import Runtime
 from . import (
     admin_api,
     admin_money,
+    admin_observe,
     billing_handlers,
     chat_handlers,
     conversation_handlers,
@@ -28,7 +29,7 @@ from .base import DeepSpaceHandler
 #: Modules with ``default_handlers(runtime)``, mounted in this order.
 ROUTE_MODULES = (handlers, chat_handlers, conversation_handlers, identity_handlers, billing_handlers,
                  policy_handlers, worker_handlers, file_handlers, jupyter_handlers, admin_api,
-                 admin_money, workflow_handlers, openapi)
+                 admin_money, admin_observe, workflow_handlers, openapi)
 
 
 class UnknownRouteHandler(DeepSpaceHandler):

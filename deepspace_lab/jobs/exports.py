@@ -3,7 +3,10 @@
 ``export`` writes one dataset — ``conversations`` (messages with their conversation),
 ``usage`` (usage records) or ``transactions`` (the ledger) — of the job's org, optionally
 one project (conversations and usage) and a ``[since, until)`` window, as ``csv``, ``json``
-(an array of objects) or ``md`` (a Markdown table). Rows are read in keyset batches of
+(an array of objects) or ``md`` (a Markdown table). The Admin API's exports add ``orgs``: one
+org's id or ``*`` (every org) whose ``usage``, ``transactions`` or ``audit`` rows (the request
+log) are read instead, each row with its ``org_id``; the file still lands in the job's org (the
+admin's own), so it is fetched as every export is. Only the Admin API sets ``orgs``. Rows are read in keyset batches of
 :data:`BATCH` and streamed to a temporary file, so memory stays flat; progress is rows
 written of the rows counted at the start. The file lands in the org's files (kind
 ``export``) and the job's result names it, with its download path.
@@ -13,7 +16,7 @@ CSV: usage by project and model (from the hourly roll-ups, which outlive usage r
 then the ledger's movements of the month by type (credits, debits, captures, refunds),
 the opening and closing balance (each entry records the wallet after it).
 
-Every query takes the job's org: a job can only read its own org's rows.
+Every query takes the job's org (or, for an admin's export, the ``orgs`` it names).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, func, select
 
+from ..audit.models import AuditLog
 from ..billing.models import Transaction, UsageRecord, UsageRollup
 from ..billing.usage_query import parse_time
 from ..conversations.models import Conversation, Message
@@ -44,18 +48,26 @@ BATCH = 2000
 FORMATS = {"csv": "text/csv", "json": "application/json", "md": "text/markdown"}
 U, T, R = (cast(Table, m.__table__) for m in (UsageRecord, Transaction, UsageRollup))
 C, MSG = cast(Table, Conversation.__table__), cast(Table, Message.__table__)
+AUD = cast(Table, AuditLog.__table__)
 
 USAGE_COLUMNS = ("id", "created_at", "request_id", "trace_id", "project_id", "api_key_id", "user_id", "model",
                  "prompt_tokens", "completion_tokens", "delivered_tokens", "cost_micros", "held_micros", "measured",
                  "status", "finish_reason", "error_code", "stream")
 LEDGER_COLUMNS = ("id", "created_at", "type", "ref", "amount_micros", "balance_after_micros", "frozen_after_micros",
                   "hold_id", "refund_of", "reason", "trace_id", "request_id")
+AUDIT_COLUMNS = ("id", "created_at", "trace_id", "request_id", "kind", "actor", "project_id", "user_id",
+                 "api_key_id", "method", "path", "model", "status_code", "error_code", "latency_ms", "client_ip")
+#: what an admin's export (``orgs``) may read
+ADMIN_DATASETS = ("usage", "transactions", "audit")
 MESSAGE_COLUMNS = ("id", "created_at", "conversation_id", "title", "project_id", "role", "content", "model", "tokens",
                    "trace_id", "request_id")
 
 
-def _dataset(name: str, org_id: str, project_id: str | None) -> tuple[Table, Any, tuple[str, ...], list[Any]]:
+def _dataset(name: str, org_id: str, project_id: str | None, orgs: str | None = None,
+             ) -> tuple[Table, Any, tuple[str, ...], list[Any]]:
     """(id column's table, select of the columns, column names, filters) of one dataset."""
+    if orgs is not None:
+        return _admin_dataset(name, None if orgs == "*" else orgs, project_id)
     if name == "usage":
         where = [U.c.org_id == org_id] + ([U.c.project_id == project_id] if project_id else [])
         return U, select(*[U.c[c] for c in USAGE_COLUMNS]), USAGE_COLUMNS, where
@@ -66,6 +78,17 @@ def _dataset(name: str, org_id: str, project_id: str | None) -> tuple[Table, Any
                    MSG.c.content, MSG.c.model, MSG.c.tokens, MSG.c.trace_id, MSG.c.request_id
                    ).select_from(MSG.join(C, C.c.id == MSG.c.conversation_id))
     return MSG, query, MESSAGE_COLUMNS, where
+
+
+def _admin_dataset(name: str, org_id: str | None, project_id: str | None,
+                   ) -> tuple[Table, Any, tuple[str, ...], list[Any]]:
+    """An admin's export: one org's rows or (``org_id`` None) every org's, with ``org_id``."""
+    table, names = {"usage": (U, USAGE_COLUMNS), "transactions": (T, LEDGER_COLUMNS),
+                    "audit": (AUD, AUDIT_COLUMNS)}[name]
+    columns = (names[0], "org_id", *names[1:])
+    where = ([table.c.org_id == org_id] if org_id is not None else []) + (
+        [table.c.project_id == project_id] if project_id else [])
+    return table, select(*[table.c[c] for c in columns]), columns, where
 
 
 def _cell(value: Any) -> Any:
@@ -122,15 +145,20 @@ class _Writer:
 
 
 def _check_export(params: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(params) - {"dataset", "format", "since", "until", "project_id"}
+    unknown = set(params) - {"dataset", "format", "since", "until", "project_id", "orgs"}
     if unknown:
         raise JobParamsError(f"unknown params {sorted(unknown)}", param=sorted(unknown)[0])
     dataset, fmt = params.get("dataset"), params.get("format", "csv")
-    if dataset not in ("conversations", "usage", "transactions"):
+    orgs = params.get("orgs")
+    if orgs is not None and (not isinstance(orgs, str) or not (orgs == "*" or _is_id(orgs))):
+        raise JobParamsError("`orgs` is an org id or `*`", param="orgs")
+    if orgs is not None and dataset not in ADMIN_DATASETS:
+        raise JobParamsError(f"`dataset` must be one of {list(ADMIN_DATASETS)}", param="dataset")
+    if orgs is None and dataset not in ("conversations", "usage", "transactions"):
         raise JobParamsError("`dataset` must be conversations, usage or transactions", param="dataset")
     if fmt not in FORMATS:
         raise JobParamsError(f"`format` must be one of {sorted(FORMATS)}", param="format")
-    clean: dict[str, Any] = {"dataset": dataset, "format": fmt}
+    clean: dict[str, Any] = {"dataset": dataset, "format": fmt} | ({"orgs": orgs} if orgs is not None else {})
     for name in ("since", "until"):
         if params.get(name) is not None:
             if not isinstance(params[name], str):
@@ -142,17 +170,25 @@ def _check_export(params: dict[str, Any]) -> dict[str, Any]:
     if project_id is not None:
         if dataset == "transactions":
             raise JobParamsError("the ledger is per org: no `project_id` for transactions", param="project_id")
-        if not isinstance(project_id, str) or not project_id.replace("_", "").isalnum() or len(project_id) > 40:
+        if not isinstance(project_id, str) or not _is_id(project_id):
             raise JobParamsError("`project_id` is not an id", param="project_id")
         clean["project_id"] = project_id
     return clean
+
+
+def _is_id(value: str) -> bool:
+    return value.replace("_", "").isascii() and value.replace("_", "").isalnum() and 0 < len(value) <= 40
+
+
+def _whose(org_id: str, orgs: str | None) -> str:
+    return f"org {org_id}" if orgs is None else "every org" if orgs == "*" else f"org {orgs}"
 
 
 async def _export(ctx: JobContext) -> dict[str, Any]:
     job, params = ctx.job, ctx.job.params
     if job.org_id is None:
         raise JobParamsError("an export belongs to an org")
-    table, query, columns, where = _dataset(params["dataset"], job.org_id, params.get("project_id"))
+    table, query, columns, where = _dataset(params["dataset"], job.org_id, params.get("project_id"), params.get("orgs"))
     created = table.c.created_at
     for name, op in (("since", created.__ge__), ("until", created.__lt__)):
         if name in params:
@@ -167,7 +203,8 @@ async def _export(ctx: JobContext) -> dict[str, Any]:
     fd, path = tempfile.mkstemp(prefix="deepspace-export-", suffix="." + fmt)
     try:
         with os.fdopen(fd, "wb") as handle:
-            writer = _Writer(handle, fmt, columns, f"{params['dataset'].capitalize()} of org {job.org_id}")
+            title = f"{params['dataset'].capitalize()} of {_whose(job.org_id, params.get('orgs'))}"
+            writer = _Writer(handle, fmt, columns, title)
             last_id: Any = None
             while True:
                 page = query.where(*where)
@@ -183,7 +220,9 @@ async def _export(ctx: JobContext) -> dict[str, Any]:
                 last_id = rows[-1][0]
             writer.close()
         stored = await store_local_file(
-            ctx.engine, ctx.storage, org_id=job.org_id, project_id=params.get("project_id") or job.project_id,
+            ctx.engine, ctx.storage, org_id=job.org_id,
+            # an admin's export names a project of another org: its file stays in the admin's own
+            project_id=job.project_id if "orgs" in params else params.get("project_id") or job.project_id,
             name=name, content_type=FORMATS[fmt], local_path=path, size_bytes=writer.size,
             sha256=writer.sha.hexdigest(), kind="export", created_by=job.created_by, job_id=job.id,
             trace_id=job.trace_id)

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from ..audit import AuditWriter
+from ..audit.metrics import RequestMetrics
 from ..auth.lookup import PgKeyReader, SqliteKeyReader
 from ..auth.principal import Principal
 from ..cache import TTLCache
@@ -68,6 +69,8 @@ class PipelineServices:
     limiter: Limiter | None = None
     #: Running product streams (``streams.StreamRegistry``), for Stop across processes.
     streams: Any = None
+    #: Prometheus counters the audit step feeds (``audit.metrics.RequestMetrics``; None: not counted).
+    metrics: RequestMetrics | None = None
 
 
 @dataclass(slots=True, kw_only=True)

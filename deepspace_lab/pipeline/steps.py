@@ -85,6 +85,18 @@ class AuditStep(BaseStep):
             )
         except Exception:
             log.exception("could not write the audit row")
+        if self.services.metrics is not None:
+            self._count(ctx, usage, detail)
+
+    def _count(self, ctx: RequestContext, usage: dict[str, Any], detail: dict[str, Any]) -> None:
+        assert self.services.metrics is not None
+        cost = detail.get("cost_micros")
+        self.services.metrics.observe(
+            kind=ctx.kind, status_code=ctx.status_code, error_code=ctx.error_code,
+            latency_s=time.perf_counter() - ctx.started, model=ctx.model.name if ctx.model else None,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cost_micros=cost if isinstance(cost, int) else 0)
 
 
 class AuthStep(BaseStep):

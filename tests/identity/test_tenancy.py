@@ -289,7 +289,6 @@ def file_foreign(world: World) -> None:
     assert world.call("GET", f"/files/{file_id}/content", key=world.a.people["viewer"].key).content == b"org a only"
 
 
-
 WORKFLOW = "name: w\nsteps:\n  - id: v\n    kind: verify\n    assert: [{value: 1, equals: 1}]\n"
 
 
@@ -327,7 +326,44 @@ def workflow_runs_are_own(world: World) -> None:
     assert world.call("POST", f"/workflow-runs/{run}/fork", key=b, json={"from": "v"}).status_code == 404
     assert world.call("GET", f"/workflow-runs/{run}", key=world.a.people["viewer"].key).json()["id"] == run
 
+
+def _b_admin(world: World) -> str:
+    """Org B's admin, signed in: an org admin of the Admin API."""
+    return str(world.login(world.b.people["admin"].email)["access_token"])
+
+
+def admin_observe_only_own_org(world: World) -> None:
+    with Session(world.gw.db) as session:
+        session.add(UsageRecord(request_id="req_admin_a", trace_id="c" * 32, org_id=world.a.id,
+                                project_id=world.a.project_id, model=MODEL, cost_micros=42, measured="upstream"))
+        session.commit()
+    assert world.call("GET", "/wallet", key=world.a.people["viewer"].key).status_code == 200
+    a_trace = world.gw.audit_rows(org_id=world.a.id)[-1]["trace_id"]
+    token = _b_admin(world)
+    for route in ("/usage", "/audit"):
+        rows = world.call("GET", ADMIN + route, token=token).json()["data"]
+        assert world.a.id not in {r["org_id"] for r in rows}, route
+        assert world.call("GET", ADMIN + route, token=token, params={"org_id": world.a.id}).status_code == 404
+    assert world.call("GET", ADMIN + "/overview", token=token).json()["org_id"] == world.b.id
+    assert world.call("GET", ADMIN + "/overview", token=token, params={"org_id": world.a.id}).status_code == 404
+    assert world.call("GET", f"{ADMIN}/traces/{'c' * 32}", token=token).status_code == 404
+    assert world.call("GET", f"{ADMIN}/traces/{a_trace}", token=token).status_code == 404
+
+
+def admin_export_only_own_org(world: World) -> None:
+    a_admin = str(world.login(world.a.people["admin"].email)["access_token"])
+    job = world.call("POST", ADMIN + "/exports", token=a_admin, json={"dataset": "usage"})
+    assert job.status_code == 202, job.text
+    token = _b_admin(world)
+    assert world.call("POST", ADMIN + "/exports", token=token, json={"dataset": "usage", "org_id": world.a.id}
+                      ).status_code == 404
+    assert world.call("GET", f"{ADMIN}/exports/{job.json()['id']}", token=token).status_code == 404
+    mine = world.call("POST", ADMIN + "/exports", token=token, json={"dataset": "audit"})
+    assert mine.json()["params"]["orgs"] == world.b.id
+
+
 A = "/deepspace/api"
+ADMIN = "/deepspace/admin/api"
 CASES: dict[tuple[str, str], Callable[[World], None]] = {
     ("/deepspace/v1/chat/completions", "post"): chat_with_foreign_conversation,
     (f"{A}/chat/stream", "post"): product_stream_with_foreign_conversation,
@@ -376,6 +412,12 @@ CASES: dict[tuple[str, str], Callable[[World], None]] = {
     (f"{A}/workflow-runs/{{run_id}}/resume", "post"): workflow_runs_are_own,
     (f"{A}/workflow-runs/{{run_id}}/fork", "post"): workflow_runs_are_own,
     (f"{A}/workflow-runs/{{run_id}}/events", "get"): workflow_runs_are_own,
+    (f"{ADMIN}/usage", "get"): admin_observe_only_own_org,
+    (f"{ADMIN}/audit", "get"): admin_observe_only_own_org,
+    (f"{ADMIN}/traces/{{trace_id}}", "get"): admin_observe_only_own_org,
+    (f"{ADMIN}/overview", "get"): admin_observe_only_own_org,
+    (f"{ADMIN}/exports", "post"): admin_export_only_own_org,
+    (f"{ADMIN}/exports/{{job_id}}", "get"): admin_export_only_own_org,
 }
 #: Routes with no tenant data, or that act only on the caller's own credential.
 EXEMPT = {
@@ -390,6 +432,7 @@ EXEMPT = {
     (f"{A}/members", "post"): "adds to the caller's own org only (see test_roles)",
     ("/deepspace/admin/api/permissions", "get"): "the roles & permissions matrix is the product's, not a tenant's",
     (f"{A}/workflows/schema", "get"): "the workflow schema is the product's (the registered step kinds)",
+    (f"{ADMIN}/metrics", "get"): "the deployment's metrics, platform admins only (tests/admin/test_access.py)",
 }
 CASES.update(MONEY_CASES)  # the Admin API's money area
 EXEMPT.update(MONEY_EXEMPT)
