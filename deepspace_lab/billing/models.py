@@ -153,9 +153,11 @@ class UsageRecord(CreatedAt, Base):
         CheckConstraint(_one_of("status", USAGE_STATUSES), name="known_status"),
         # newest-first keyset paging of one org's usage; time windows and roll-ups
         Index("ix_usage_records_org_id_id", "org_id", "id"),
-        Index("ix_usage_records_org_id_created_at", "org_id", "created_at"),
-        # roll-ups read one period of every org; retention deletes by age
-        Index("ix_usage_records_created_at", "created_at"),
+        # roll-ups read one period of every org; retention deletes by age; the Admin API pages
+        # by (created_at, id) at any depth behind each filter (migration 0010)
+        Index("ix_usage_records_created_at_id", "created_at", "id"),
+        *(Index(f"ix_usage_records_{c}_created_at_id", c, "created_at", "id")
+          for c in ("org_id", "project_id", "user_id", "api_key_id", "model")),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

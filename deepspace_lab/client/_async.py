@@ -28,10 +28,11 @@ from ._base import (
 from ._config import ClientConfig
 from ._errors import DeepSpaceClientError
 from ._money import MoneyCalls
+from ._observe import ObserveCalls
 from ._sse import SSEDecoder
 
 
-class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], BaseClient):
+class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], ObserveCalls[Awaitable[Any]], BaseClient):
     """``AsyncDeepSpaceClient()`` reads the environment; pass ``base_url`` / ``api_key`` to be explicit.
     ``transport`` is for tests (``httpx.MockTransport``)."""
 

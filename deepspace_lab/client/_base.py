@@ -144,6 +144,8 @@ def decode(response: httpx.Response) -> Any:
     raise_for_response(response, response.content)
     if response.status_code == 204 or not response.content:
         return None
+    if not response.headers.get("content-type", "application/json").startswith("application/json"):
+        return response.text  # e.g. the Prometheus metrics
     return response.json()
 
 

@@ -26,10 +26,11 @@ from ._base import (
 from ._config import ClientConfig
 from ._errors import DeepSpaceClientError
 from ._money import MoneyCalls
+from ._observe import ObserveCalls
 from ._sse import SSEDecoder
 
 
-class DeepSpaceClient(MoneyCalls[Any], BaseClient):
+class DeepSpaceClient(MoneyCalls[Any], ObserveCalls[Any], BaseClient):
     """``DeepSpaceClient()`` reads the environment; pass ``base_url`` / ``api_key`` to be explicit.
     ``transport`` is for tests (``httpx.MockTransport``)."""
 

@@ -10,6 +10,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,9 +20,11 @@ from sqlalchemy import insert
 from deepspace_lab.audit.models import AuditLog
 from deepspace_lab.billing.models import UsageRecord
 from deepspace_lab.billing.rollups import roll_up_due
+from deepspace_lab.client import AsyncDeepSpaceClient, DeepSpaceClient, DeepSpaceClientError
 from deepspace_lab.db import make_async_engine
 
-from ..helpers import Gateway
+from ..cli.conftest import clean_environ, run_json
+from ..helpers import TEST_SECRET, Gateway
 from ..jobs.conftest import worker_factory  # noqa: F401  (the export test runs a worker)
 from .conftest import AdminWorld
 
@@ -260,3 +263,52 @@ def test_metrics_count_requests_tokens_and_cost(admin_world: AdminWorld) -> None
     assert w.call("GET", ADMIN + "/metrics", key=w.a.people["owner"].key).status_code == 403
     again = w.call("GET", ADMIN + "/metrics", key=w.platform.read_key).text
     assert 'deepspace_errors_total{code="permission_denied",kind="admin.metrics.read"} 1.0' in again
+
+
+def test_the_cli_answers_as_the_api_does(admin_world: AdminWorld, tmp_path: Path) -> None:
+    w = admin_world
+    _usage_rows(w, 11)
+    _audit_rows(w, 4)
+    env = clean_environ(DEEPSPACE_DATABASE_URL=w.gw.settings.database_url, DEEPSPACE_DATA_DIR=str(tmp_path / "cli"),
+                        DEEPSPACE_SECRET_KEY=TEST_SECRET, DEEPSPACE_LOG_LEVEL="WARNING", HOME=str(tmp_path))
+    admin = {"key": w.platform.read_key}
+    api = w.call("GET", ADMIN + "/usage", **admin, params={"org_id": w.a.id, "model": "m-odd", "limit": "2"}).json()
+    cli = run_json(["usage", "list", "--org", w.a.id, "--model", "m-odd", "--limit", "2"], env)
+    assert cli == api and len(cli["data"]) == 2 and cli["next_cursor"]
+    assert run_json(["usage", "list", "--org", w.a.id, "--model", "m-odd", "--cursor", cli["next_cursor"]],
+                    env)["data"] == _all_pages(w, "/usage", admin, org_id=w.a.id, model="m-odd")[2:]
+    seeded = {"since": T0.isoformat(), "until": (T0 + timedelta(seconds=1)).isoformat()}
+    api = w.call("GET", ADMIN + "/audit", **admin, params={"status_code": "429", **seeded}).json()
+    assert run_json(["audit", "search", "--status-code", "429", "--since", seeded["since"], "--until",
+                     seeded["until"]], env) == api
+    trace_id = w.gw.audit_rows(org_id=w.a.id)[-1]["trace_id"]
+    api = w.call("GET", f"{ADMIN}/traces/{trace_id}", **admin).json()
+    assert run_json(["audit", "trace", trace_id], env) == api
+    view = run_json(["overview", "--days", "3"], env)
+    assert view["object"] == "overview" and set(view["anomalies"]) == {
+        "holds_past_lease", "low_balances", "reconciliation", "error_rate"}
+    assert run_json(["audit", "trace", "0" * 32], env, expect_rc=2)["error"]["code"] == "trace_not_found"
+
+
+def test_the_client_reads_the_observe_routes(admin_world: AdminWorld) -> None:
+    w = admin_world
+    _usage_rows(w, 3)
+    trace_id = _stream_chat(w, w.a.people["member"].key)
+    with DeepSpaceClient(base_url=w.gw.url, api_key=w.platform.read_key, timeout_s=20) as client:
+        page = client.admin_usage(org_id=w.b.id, limit=2)
+        assert len(page["data"]) == 2 and {r["org_id"] for r in page["data"]} == {w.b.id}
+        assert client.admin_usage(org_id=w.b.id, cursor=page["next_cursor"])["next_cursor"] is None
+        assert client.admin_audit(org_id=w.a.id, path="/deepspace/v1")["data"][0]["trace_id"] == trace_id
+        assert "usage" in {item["type"] for item in client.admin_trace(trace_id)["items"]}
+        assert "deepspace_requests_total" in client.admin_metrics()
+        with pytest.raises(DeepSpaceClientError) as refused:
+            client.admin_export("usage")  # a read-only key
+        assert refused.value.code == "admin_required"
+
+    async def overview() -> dict[str, Any]:
+        async with AsyncDeepSpaceClient(base_url=w.gw.url, api_key=w.platform.key, timeout_s=20) as client:
+            job = await client.admin_export("audit", org_id=w.a.id, format="json")
+            assert (await client.admin_export_job(job["id"]))["params"]["orgs"] == w.a.id
+            return await client.admin_overview(org_id=w.a.id, days=2)
+
+    assert w.gw.loop.run(overview())["org_id"] == w.a.id
