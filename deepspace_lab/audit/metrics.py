@@ -11,6 +11,8 @@ Labels stay bounded: the route kind, the status code, the error code and catalog
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -24,6 +26,7 @@ class RequestMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self._children: dict[tuple[Any, ...], Any] = {}
         r = self.registry
         self.requests = Counter("deepspace_requests", "Requests answered, by route kind and HTTP status",
                                 ["kind", "status"], registry=r)
@@ -39,18 +42,27 @@ class RequestMetrics:
         self.holds_past_lease = Gauge("deepspace_holds_past_lease", "Open holds whose lease has lapsed "
                                       "(reconciliation releases them; read at scrape time)", registry=r)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, kept: the library's look-up takes a lock and builds a key
+        each time; the children never change once made."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe(self, *, kind: str, status_code: int, error_code: str | None, latency_s: float, model: str | None,
                 prompt_tokens: int = 0, completion_tokens: int = 0, cost_micros: int = 0) -> None:
         """Count one answered request."""
-        self.requests.labels(kind, str(status_code)).inc()
+        self._child(self.requests, kind, str(status_code)).inc()
         if status_code >= 400:
-            self.errors.labels(kind, error_code or "").inc()
-        self.latency.labels(kind).observe(latency_s)
+            self._child(self.errors, kind, error_code or "").inc()
+        self._child(self.latency, kind).observe(latency_s)
         if prompt_tokens or completion_tokens:
-            self.tokens.labels(model or "", "prompt").inc(prompt_tokens)
-            self.tokens.labels(model or "", "completion").inc(completion_tokens)
+            self._child(self.tokens, model or "", "prompt").inc(prompt_tokens)
+            self._child(self.tokens, model or "", "completion").inc(completion_tokens)
         if cost_micros:
-            self.cost.labels(model or "").inc(cost_micros)
+            self._child(self.cost, model or "").inc(cost_micros)
 
     def render(self, *, open_holds: int, holds_past_lease: int) -> bytes:
         """The text exposition format, with the hold gauges set to the numbers just read."""
