@@ -1,6 +1,6 @@
 """The Prometheus counters' CPU per request, in-process: one gateway (throwaway PostgreSQL
 database, simulated upstream), requests alternated with the counters off (the audit step
-skips them: ``services.metrics = None``) and on. Reads the gateway loop thread's CPU around
+skips them: ``services.metrics = None``) and on, each going first in every other round. Reads the gateway loop thread's CPU around
 each batch (``bench/_inprocess.py``), as ``bench/policy_cpu.py`` does.
 
     .venv/bin/python bench/admin/metrics_cpu.py [--rounds 5] [--requests 300] [--stream]
@@ -34,15 +34,16 @@ def main() -> int:
                 "max_tokens": 128, "stream": args.stream}
         cpu: dict[str, list[float]] = {"off": [], "on": []}
         for rnd in range(args.rounds):
-            for label in cpu:
+            for label in ("off", "on") if rnd % 2 == 0 else ("on", "off"):  # neither always goes first
                 services.metrics = metrics if label == "on" else None
                 cpu_ms_per_request(gw, client, body, 20)  # warm-up
                 cpu[label].append(cpu_ms_per_request(gw, client, body, args.requests))
             print(f"round {rnd + 1}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in cpu.items())
                   + " ms of loop-thread CPU per request", flush=True)
     off, on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
-    print(f"median per request: off {off:.3f} ms; on {on:.3f} ms (+{on - off:.3f} ms, {on / off:.3f}x); "
-          f"load {os.getloadavg()[0]:.1f}")
+    paired = statistics.median(b - a for a, b in zip(cpu["off"], cpu["on"], strict=True))
+    print(f"median per request: off {off:.3f} ms; on {on:.3f} ms ({on / off:.3f}x); median of the rounds' "
+          f"differences {paired:+.3f} ms; load {os.getloadavg()[0]:.1f}")
     return 0
 
 
