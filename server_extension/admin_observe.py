@@ -15,6 +15,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deepspace_lab.audit.metrics import CONTENT_TYPE
+from deepspace_lab.auth.models import Org, Project
 from deepspace_lab.billing.models import Hold
 from deepspace_lab.billing.usage_query import parse_time
 from deepspace_lab.db.base import utcnow
@@ -35,11 +36,11 @@ from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
 
 from .admin_api import ADMIN, AdminHandler
-from .api import json_body, principal_of, query_params
+from .api import field, json_body, principal_of, query_params
 from .openapi import ID, NSTR, STR, TIME, obj, op, path_id, ref
 
 OVERVIEW_DEFAULT_DAYS = 30
-H = cast(Table, Hold.__table__)
+H, ORGS, PROJECTS = (cast(Table, m.__table__) for m in (Hold, Org, Project))
 
 
 def _int_param(value: str | None, param: str, *, default: int, lo: int, hi: int) -> int:
@@ -105,18 +106,30 @@ class OverviewHandler(AdminHandler):
         await self.admin(kind="admin.overview.read", work=work)
 
 
+async def _check_scope(session: AsyncSession, org_id: str | None, project_id: str | None) -> None:
+    """404 for an org or a project (of ``org_id`` when given) that does not exist."""
+    if org_id is not None and (await session.execute(select(ORGS.c.id).where(ORGS.c.id == org_id))).first() is None:
+        raise NotFound(f"no org {org_id!r}", code="org_not_found", param="org_id")
+    if project_id is not None:
+        query = select(PROJECTS.c.id).where(PROJECTS.c.id == project_id)
+        if org_id is not None:
+            query = query.where(PROJECTS.c.org_id == org_id)
+        if (await session.execute(query)).first() is None:
+            raise NotFound(f"no project {project_id!r}", code="project_not_found", param="project_id")
+
+
 class AdminExportsHandler(AdminHandler):
     async def post(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
             body = json_body(ctx, required=("dataset",),
                              allowed=("dataset", "format", "since", "until", "org_id", "project_id"))
-            requested = body.get("org_id")
-            if requested is not None and not isinstance(requested, str):
-                raise InvalidRequest("`org_id` must be a string", code="invalid_type", param="org_id")
-            org = self.target_org(ctx, check_id(requested, "org_id"))
+            for name in body:  # every field a string: a null is a 400, not "absent"
+                field(body, name, str)
+            org = self.target_org(ctx, check_id(body.get("org_id"), "org_id"))
             if body["dataset"] not in ADMIN_DATASETS:
                 raise InvalidRequest(f"`dataset` must be one of {list(ADMIN_DATASETS)}", code="invalid_value",
                                      param="dataset")
+            await _check_scope(session, org, check_id(body.get("project_id"), "project_id"))
             params = {k: v for k, v in body.items() if k != "org_id"} | {"orgs": org or "*"}
             p = principal_of(ctx)
             job = await submit_job(self.runtime.engine, self.runtime.job_queue, kind="export", trace_id=ctx.trace_id,

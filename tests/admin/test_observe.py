@@ -201,6 +201,12 @@ def test_an_admin_export_runs_as_a_job_traced_with_its_request(admin_world: Admi
     assert w.call("GET", f"{ADMIN}/exports/{job['id']}", token=b_admin).status_code == 404
     bad = w.call("POST", ADMIN + "/exports", key=w.platform.key, json={"dataset": "conversations"})
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_value")
+    for body, status, code in (({"dataset": "usage", "until": None}, 400, "invalid_type"),
+                               ({"dataset": "usage", "org_id": "org_nope"}, 404, "org_not_found"),
+                               ({"dataset": "usage", "org_id": w.a.id, "project_id": w.b.project_id}, 404,
+                                "project_not_found")):
+        bad = w.call("POST", ADMIN + "/exports", key=w.platform.key, json=body)
+        assert (bad.status_code, bad.json()["error"]["code"]) == (status, code), body
 
 
 def test_the_overview_sums_the_rollups_and_counts_errors(admin_world: AdminWorld) -> None:
