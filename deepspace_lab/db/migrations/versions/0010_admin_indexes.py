@@ -7,7 +7,7 @@ million usage records (bench/admin/README.md). Indexes on (created_at), (org_id,
 and (org_id) alone are dropped: the new ones start with the same columns and serve them.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-11-26 01:20:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0010'
-down_revision = '0007'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
