@@ -1,7 +1,7 @@
 """workflows: definitions, versions, runs, step runs, events
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-11-26 01:12:25.195550
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import deepspace_lab.db.base
 
 revision = '0011'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
