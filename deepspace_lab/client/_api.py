@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import API, V1, Call
+from ._base import ADMIN, API, V1, Call
 
 
 def me() -> Call:
@@ -80,6 +80,18 @@ def models() -> Call:
 
 def health() -> Call:
     return Call("GET", API + "/health", auth=False)
+
+
+def ready() -> Call:
+    return Call("GET", API + "/health/ready", auth=False)
+
+
+def job(job_id: str) -> Call:
+    return Call("GET", f"{API}/jobs/{job_id}")
+
+
+def admin_permissions() -> Call:
+    return Call("GET", ADMIN + "/permissions")
 
 
 def login(email: str, password: str) -> Call:

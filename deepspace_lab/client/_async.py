@@ -253,6 +253,19 @@ class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], ObserveCalls[Awaitable[An
         """The run's events after event id ``after`` (``next_after`` continues)."""
         return dict(await self._send(_api.workflow_events(run_id, after=after)))
 
+    async def ready(self) -> dict[str, Any]:
+        """Readiness (database, Redis, upstream; ``upstream_simulated``); 503 raises."""
+        return dict(await self._send(_api.ready()))
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        """A Worker job of the caller's org: state, progress, result."""
+        return dict(await self._send(_api.job(job_id)))
+
+    # -- Admin API (platform admins; org admins on their own org) ------------------------
+    async def admin_permissions(self) -> dict[str, Any]:
+        """The roles & permissions matrix; a non-admin gets PermissionDeniedError."""
+        return dict(await self._send(_api.admin_permissions()))
+
 
 class _AsyncStream:
     def __init__(self, client: AsyncDeepSpaceClient, call: Call) -> None:

@@ -249,6 +249,19 @@ class DeepSpaceClient(MoneyCalls[Any], ObserveCalls[Any], BaseClient):
         """The run's events after event id ``after`` (``next_after`` continues)."""
         return dict(self._send(_api.workflow_events(run_id, after=after)))
 
+    def ready(self) -> dict[str, Any]:
+        """Readiness (database, Redis, upstream; ``upstream_simulated``); 503 raises."""
+        return dict(self._send(_api.ready()))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A Worker job of the caller's org: state, progress, result."""
+        return dict(self._send(_api.job(job_id)))
+
+    # -- Admin API (platform admins; org admins on their own org) ------------------------
+    def admin_permissions(self) -> dict[str, Any]:
+        """The roles & permissions matrix; a non-admin gets PermissionDeniedError."""
+        return dict(self._send(_api.admin_permissions()))
+
 
 class _Stream:
     def __init__(self, client: DeepSpaceClient, call: Call) -> None:
