@@ -40,6 +40,11 @@ def imports_of(path: Path, package: str) -> set[str]:
     return found
 
 
+def outer_package(folder: str, path: Path) -> str:
+    """The dotted package a module of an outer folder is in (its subpackage, if any)."""
+    return ".".join((OUTER[folder], *path.parent.relative_to(ROOT / folder).parts))
+
+
 def core_modules() -> list[tuple[Path, str, str]]:
     out = []
     for path in CORE.rglob("*.py"):
@@ -84,9 +89,9 @@ def test_core_imports_no_http_handlers_widgets_or_panel() -> None:
 
 def test_outer_folders_never_import_each_other() -> None:
     bad = []
-    for folder, dotted in OUTER.items():
+    for folder in OUTER:
         for path in (ROOT / folder).rglob("*.py"):
-            for name in imports_of(path, dotted):
+            for name in imports_of(path, outer_package(folder, path)):
                 for other_folder, other in OUTER.items():
                     if other_folder != folder and name.startswith(other):
                         bad.append(f"{path.relative_to(ROOT)} imports {name}")
@@ -97,7 +102,7 @@ def test_widgets_and_dashboards_reach_only_the_client() -> None:
     bad = []
     for folder in ("widgets", "dashboards"):
         for path in (ROOT / folder).rglob("*.py"):
-            for name in imports_of(path, OUTER[folder]):
+            for name in imports_of(path, outer_package(folder, path)):
                 if name.startswith("deepspace_lab.") and not name.startswith(("deepspace_lab.client", OUTER[folder])):
                     bad.append(f"{path.relative_to(ROOT)} imports {name}")
     assert bad == []
@@ -108,6 +113,7 @@ def test_pyproject_lists_every_package_on_disk() -> None:
     listed = set(config["packages"])
     on_disk = {"deepspace_lab." + ".".join(p.parent.relative_to(CORE).parts) if p.parent != CORE else "deepspace_lab"
                for p in CORE.rglob("__init__.py")}
-    on_disk |= {dotted for folder, dotted in OUTER.items() if (ROOT / folder / "__init__.py").exists()}
+    on_disk |= {".".join((dotted, *p.parent.relative_to(ROOT / folder).parts))
+                for folder, dotted in OUTER.items() for p in (ROOT / folder).rglob("__init__.py")}
     assert listed == on_disk
     assert config["package-dir"] == {"deepspace_lab": "deepspace_lab", **{v: k for k, v in OUTER.items()}}
