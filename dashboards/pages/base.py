@@ -1,0 +1,48 @@
+"""What every page shares."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import panel as pn
+from panel.viewable import Viewer
+
+from deepspace_lab.client import AsyncDeepSpaceClient
+
+from ..i18n import Text
+from ..session import Identity
+
+
+class Page(Viewer):
+    """A page of the console. ``key`` names it in the navigation (a text key); :meth:`load`
+    reads what it shows through the client (called when the page is opened)."""
+
+    key: ClassVar[str] = ""
+
+    def __init__(self, client: AsyncDeepSpaceClient, *, text: Text, identity: Identity | None = None) -> None:
+        super().__init__()
+        self.client, self.text, self.identity = client, text, identity
+
+    async def load(self) -> None:
+        """Read the page's data; nothing by default."""
+
+    def body(self) -> pn.viewable.Viewable:
+        raise NotImplementedError
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(pn.pane.Markdown(f"## {self.text(self.key)}"), self.body(), sizing_mode="stretch_width")
+
+
+def placeholder(text: Text, what: str) -> pn.viewable.Viewable:
+    """The honest stand-in for a part whose Admin API routes do not exist yet."""
+    return pn.pane.Alert(f"**{text('arrives')}** — {text('arrives_body', what=text(what))}", alert_type="info",
+                         css_classes=["ds-arrives"])
+
+
+class PlaceholderPage(Page):
+    """A page whose every part waits for the Admin API; ``what`` names those parts (a text key)."""
+
+    what: ClassVar[str] = ""
+
+    def body(self) -> pn.viewable.Viewable:
+        return placeholder(self.text, self.what)
