@@ -32,6 +32,7 @@ TEXT: dict[str, dict[str, str]] = {
         "create_key": "Create key", "revoke": "Revoke", "key_once": "Your new key (shown once — copy it now):",
         "context": "Notebook context", "include_cell": "current cell", "include_error": "its last error",
         "variables": "variables (comma-separated)", "key_only_project": "An API key works only in its own project",
+        "admin_console": "Admin console ↗",
     },
     "zh": {
         "chat": "对话", "billing": "账单", "projects": "项目", "profile": "个人资料",
@@ -56,6 +57,7 @@ TEXT: dict[str, dict[str, str]] = {
         "create_key": "创建密钥", "revoke": "吊销", "key_once": "新密钥（仅显示一次，请立即复制）：",
         "context": "笔记本上下文", "include_cell": "当前单元格", "include_error": "最近的错误",
         "variables": "变量（逗号分隔）", "key_only_project": "API 密钥只能在其所属项目中使用",
+        "admin_console": "管理后台 ↗",
     },
 }
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
@@ -20,6 +21,9 @@ from .i18n import Text, credits
 from .prefs import Prefs
 from .render import escape
 from .stores import BillingStore, ChatStore, UserStore
+
+#: the admin console's URL, linked from the Profile tab for admins
+ADMIN_URL_ENV = "DEEPSPACE_ADMIN_URL"
 
 #: tasks the views started: kept so they are not garbage-collected mid-flight
 _TASKS: set[asyncio.Task[Any]] = set()
@@ -250,10 +254,14 @@ class ProjectsView(w.VBox):  # type: ignore[misc]
 
 
 class ProfileView(w.VBox):  # type: ignore[misc]
-    def __init__(self, user: UserStore, controller: AccountController, *, text: Text) -> None:
+    def __init__(self, user: UserStore, controller: AccountController, *, text: Text,
+                 admin_url: str | None = None) -> None:
         self.user, self.text = user, text
+        #: the admin console (``deepspace-lab admin``), linked for admins when configured
+        self.admin_url = admin_url if admin_url is not None else os.environ.get(ADMIN_URL_ENV, "")
         t = text
         self.who = w.HTML()
+        self.admin_link = w.HTML()
         self.email = w.Text(description=t("email"))
         self.password = w.Password(description=t("password"))
         self.login = w.Button(description=t("login"), icon="sign-in")
@@ -269,7 +277,8 @@ class ProfileView(w.VBox):  # type: ignore[misc]
         self.new_key = w.HTML()
         self.error = w.HTML()
         super().__init__(children=[
-            self.who, w.HBox([self.email, self.password, self.login]), w.HTML(f"<b>{escape(t('api_keys'))}</b>"),
+            self.who, self.admin_link, w.HBox([self.email, self.password, self.login]),
+            w.HTML(f"<b>{escape(t('api_keys'))}</b>"),
             self.key_table, w.HBox([self.key_choice, self.revoke]), w.HBox([self.key_name, self.create_key]),
             self.new_key, self.error])
         user.observe(self.render, names=["me", "keys", "new_key", "error"])
@@ -285,6 +294,10 @@ class ProfileView(w.VBox):  # type: ignore[misc]
             me = u.me
             self.who.value = escape(t("signed_in_as", who=me["user"]["email"], role=me.get("role"),
                                       org=me.get("org_id")) if me else t("not_signed_in"))
+            admin = bool(me) and (me["user"].get("is_platform_admin") or me.get("role") in ("admin", "owner"))
+            self.admin_link.value = (f'<a href="{escape(self.admin_url)}" target="_blank" rel="noopener" '
+                                     f'class="ds-admin-link">{escape(t("admin_console"))}</a>'
+                                     if admin and self.admin_url else "")
             active = [k for k in u.keys if not k.get("revoked_at")]
             self.key_table.value = table_html([{"name": k.get("name") or "", "prefix": k["prefix"],
                                            "scopes": ",".join(k.get("scopes") or []),
