@@ -3,6 +3,7 @@ label, the language switch and logout; the navigation; the open page."""
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import panel as pn
@@ -59,8 +60,9 @@ class AdminShell(Viewer):
         self.pages = {cls.key: cls(self.client, text=t, identity=self.identity) for cls in PAGES}
         current = self.nav.value if self.nav.value in self.pages else PAGES[0].key
         self.nav.param.update(options={t(key): key for key in self.pages}, value=current)
-        who = pn.pane.Markdown(f"**{t('title')}** · {t('signed_in', who=self.identity.email)} · {self.scope_text}",
-                               css_classes=["ds-who"], sizing_mode="stretch_width")
+        # names come from the Gateway: escaped, never read as markup
+        who = pn.pane.HTML(f"<b>{escape(t('title'))}</b> · {escape(t('signed_in', who=self.identity.email))} · "
+                           f"{escape(self.scope_text)}", css_classes=["ds-who"], sizing_mode="stretch_width")
         logout = pn.pane.HTML(f'<a href="{self.logout_url}" class="ds-logout">{t("logout")}</a>')
         self.header.objects = [who, self.lang_switch, logout]
         self._banner()
