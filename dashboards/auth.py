@@ -42,7 +42,7 @@ button {{ margin-top: 1.5em; padding: .6em 1.2em; }} .error {{ color: #b00020; m
 """
 
 
-class AdminAuthProvider(AuthProvider):  # type: ignore[misc]
+class AdminAuthProvider(AuthProvider):
     def __init__(self, *, store: SessionStore, gateway_url: str, lang: str | None = None) -> None:
         self.store, self.gateway_url, self.lang = store, gateway_url, lang
         super().__init__()

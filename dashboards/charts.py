@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool
+from bokeh.palettes import Category10
 from bokeh.plotting import figure
 
 MAX_POINTS = 5000
@@ -30,7 +31,7 @@ def bar_chart(rows: Sequence[Mapping[str, Any]], *, x: str, y: str, title: str, 
     """One bar per ``x`` value (e.g. cost per model or per day)."""
     frame = aggregate_frame(rows, x=x, y=y)
     frame[x] = frame[x].astype(str)
-    fig = figure(x_range=list(frame[x]), title=title, height=height, sizing_mode="stretch_width",
+    fig = figure(x_range=FactorRange(factors=list(frame[x])), title=title, height=height, sizing_mode="stretch_width",
                  toolbar_location=None)
     fig.vbar(x=x, top=y, width=0.8, source=ColumnDataSource(frame))
     fig.add_tools(HoverTool(tooltips=[(x, f"@{x}"), (y_label or y, f"@{y}")]))
@@ -43,10 +44,11 @@ def line_chart(rows: Sequence[Mapping[str, Any]], *, x: str, y: str, title: str,
     """A line per ``by`` value (or one) over ``x`` — trends by day."""
     frame = aggregate_frame(rows, x=x, y=y, by=by)
     frame[x] = frame[x].astype(str)
-    fig = figure(x_range=sorted(set(frame[x])), title=title, height=height, sizing_mode="stretch_width",
-                 toolbar_location=None)
+    fig = figure(x_range=FactorRange(factors=sorted(set(frame[x]))), title=title, height=height,
+                 sizing_mode="stretch_width", toolbar_location=None)
     groups = frame.groupby(by) if by else [("", frame)]
-    for name, part in groups:
-        fig.line(x=x, y=y, source=ColumnDataSource(part), legend_label=str(name) if by else y, line_width=2)
+    for i, (name, part) in enumerate(groups):
+        fig.line(x=x, y=y, source=ColumnDataSource(part), legend_label=str(name) if by else y, line_width=2,
+                 color=Category10[10][i % 10])
     fig.yaxis.axis_label = y_label
     return fig

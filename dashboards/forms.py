@@ -48,7 +48,7 @@ class ApiForm(Viewer):
         key = f"error_{code}"
         shown = f"{self.text(key)} ({code})" if self.text.has(key) else message
         if param in self.field_errors:
-            pane = self.field_errors[param]  # type: ignore[index]
+            pane = self.field_errors[param]
             pane.object, pane.visible = shown, True
         else:
             self.form_error.object, self.form_error.visible = shown, True

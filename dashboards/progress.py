@@ -34,7 +34,8 @@ class JobProgress(Viewer):
         #: the distinct (state, percent) pairs shown, in order
         self.seen: list[tuple[str, float | None]] = []
 
-    def show(self, job: dict[str, Any]) -> None:
+    def display(self, job: dict[str, Any]) -> None:
+        """Show ``job`` (its state, and progress when it has a total)."""
         self.job = job
         state = str(job.get("state"))
         progress = job.get("progress") or {}
@@ -64,7 +65,7 @@ class JobProgress(Viewer):
             except DeepSpaceClientError as exc:
                 self.label.object = error_text(exc)
                 return None
-            self.show(job)
+            self.display(job)
             if job.get("state") in FINAL_STATES or loop.time() > deadline:
                 return job
             await asyncio.sleep(self.poll_interval_s)  # polling the Gateway, not waiting on a test
