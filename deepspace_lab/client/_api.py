@@ -94,6 +94,14 @@ def admin_permissions() -> Call:
     return Call("GET", ADMIN + "/permissions")
 
 
+def admin_wallets(filters: dict[str, Any]) -> Call:
+    return Call("GET", ADMIN + "/wallets", params=filters)
+
+
+def admin_transactions(filters: dict[str, Any]) -> Call:
+    return Call("GET", ADMIN + "/transactions", params=filters)
+
+
 def login(email: str, password: str) -> Call:
     return Call("POST", API + "/auth/login", json={"email": email, "password": password}, auth=False)
 

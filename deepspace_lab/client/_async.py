@@ -266,6 +266,15 @@ class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], ObserveCalls[Awaitable[An
         """The roles & permissions matrix; a non-admin gets PermissionDeniedError."""
         return dict(await self._send(_api.admin_permissions()))
 
+    async def admin_wallets(self, **filters: Any) -> dict[str, Any]:
+        """Wallets of every org (an org admin: their own); filters: org_id, limit, cursor."""
+        return dict(await self._send(_api.admin_wallets(filters)))
+
+    async def admin_transactions(self, **filters: Any) -> dict[str, Any]:
+        """Ledger entries of every org (an org admin: their own); filters: org_id, type, since, until,
+        ref, trace_id, limit, cursor."""
+        return dict(await self._send(_api.admin_transactions(filters)))
+
 
 class _AsyncStream:
     def __init__(self, client: AsyncDeepSpaceClient, call: Call) -> None:

@@ -262,6 +262,15 @@ class DeepSpaceClient(MoneyCalls[Any], ObserveCalls[Any], BaseClient):
         """The roles & permissions matrix; a non-admin gets PermissionDeniedError."""
         return dict(self._send(_api.admin_permissions()))
 
+    def admin_wallets(self, **filters: Any) -> dict[str, Any]:
+        """Wallets of every org (an org admin: their own); filters: org_id, limit, cursor."""
+        return dict(self._send(_api.admin_wallets(filters)))
+
+    def admin_transactions(self, **filters: Any) -> dict[str, Any]:
+        """Ledger entries of every org (an org admin: their own); filters: org_id, type, since, until,
+        ref, trace_id, limit, cursor."""
+        return dict(self._send(_api.admin_transactions(filters)))
+
 
 class _Stream:
     def __init__(self, client: DeepSpaceClient, call: Call) -> None:
