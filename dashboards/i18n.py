@@ -32,13 +32,15 @@ TEXT: dict[str, dict[str, str]] = {
         "matrix_intro": "Who may do what, as the Gateway decides it (GET /deepspace/admin/api/permissions). "
                         "A key's rights are its scopes within its owner's role.",
         "arrives": "Arrives with the Admin API",
-        "arrives_body": "This page reads the Admin API only, and its routes for {what} are not on this Gateway "
-                        "yet. Nothing is shown rather than made-up data.",
+        "arrives_body": "This part of the console is built on the Admin API's routes for {what}, and comes "
+                        "next. Nothing is shown rather than made-up data.",
         "what_dashboard": "usage and cost trends, top spenders and anomalies",
         "what_users": "users and organizations",
         "what_models": "the model catalog and pricing rules",
-        "what_billing": "wallets, transactions, usage records, credit codes and statements",
+        "what_billing": "crediting and adjusting wallets, usage records, credit codes and statements",
         "what_audit": "trace lookup and request-log search",
+        "wallets": "Wallets", "transactions": "Transactions", "more_billing": "Credits, codes, statements",
+        "filter_org": "Org id", "filter_type": "Type", "filter_trace": "Trace id",
         "what_risk": "rate limits, budget caps, IP allow/deny and model policies",
         "what_system": "API keys and webhooks",
     },
@@ -67,11 +69,13 @@ TEXT: dict[str, dict[str, str]] = {
         "matrix_intro": "谁可以做什么，由网关判定（GET /deepspace/admin/api/permissions）。"
                         "密钥的权限是其范围与所有者角色的交集。",
         "arrives": "随 Admin API 提供",
-        "arrives_body": "本页只读取 Admin API，而{what}的接口尚未在此网关上线。宁可不显示，也不显示虚构数据。",
+        "arrives_body": "这部分后台基于 Admin API 中{what}的接口，随后提供。宁可不显示，也不显示虚构数据。",
         "what_dashboard": "用量与费用趋势、消费排行和异常",
         "what_users": "用户和组织",
         "what_models": "模型目录和定价规则",
-        "what_billing": "钱包、交易、用量记录、充值码和账单",
+        "what_billing": "钱包充值与调整、用量记录、充值码和账单",
+        "wallets": "钱包", "transactions": "交易记录", "more_billing": "充值、充值码、账单",
+        "filter_org": "组织 ID", "filter_type": "类型", "filter_trace": "链路 ID",
         "what_audit": "链路追踪查询和请求日志搜索",
         "what_risk": "速率限制、预算上限、IP 允许/拒绝和模型策略",
         "what_system": "API 密钥和 Webhook",
@@ -88,6 +92,15 @@ def pick_language(setting: str | None = None, accept_language: str | None = None
         if tag in LANGS:
             return tag
     return "en"
+
+
+def credits(micros: object) -> str:
+    """Micro-credits as credits (exact: six decimals, trailing zeros dropped); "—" for none."""
+    if micros is None or isinstance(micros, float) and micros != micros:
+        return "—"
+    value = int(micros)  # type: ignore[call-overload]
+    whole, frac = divmod(abs(value), 1_000_000)
+    return ("-" if value < 0 else "") + f"{whole:,}" + (f".{frac:06d}".rstrip("0") if frac else "")
 
 
 class Text:

@@ -47,6 +47,7 @@ class PagedTable(Viewer):
         self.next_cursor: str | None = None
         self.rows: list[dict[str, Any]] = []
         self.error: str | None = None
+        self._asked = 0  # requests sent; only the newest one's answer is shown
         self.table = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, pagination=None,
                                           sizing_mode="stretch_width")
         self.previous_button = pn.widgets.Button(label=text("previous"), disabled=True)
@@ -94,11 +95,18 @@ class PagedTable(Viewer):
         self._refresh_controls()
 
     async def _show(self, cursor: str | None) -> bool:
+        """Fetch and show a page; False when refused, or when a newer request overtook this one."""
+        self._asked += 1
+        mine = self._asked
         try:
             page = await self.fetch(self.params(cursor))
         except DeepSpaceClientError as exc:
+            if mine != self._asked:
+                return False
             self.error = error_text(exc)
             self.alert.object, self.alert.visible = self.error, True
+            return False
+        if mine != self._asked:
             return False
         self.error, self.alert.visible = None, False
         self.rows = [dict(row) for row in page.get("data") or ()]

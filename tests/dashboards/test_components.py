@@ -199,3 +199,25 @@ def test_charts_come_from_aggregates() -> None:
     assert sorted(r.data_source.data["model"][0] for r in fig.renderers) == ["a", "b"]
     with pytest.raises(ValueError, match="aggregates"):
         aggregate_frame([{"day": "d", "cost": 1}] * 5001, x="day", y="cost")
+
+
+def test_the_paged_table_shows_the_newest_answer_when_an_older_one_arrives_late() -> None:
+    async def scenario() -> None:
+        slow_may_answer = asyncio.Event()
+
+        async def fetch(params: dict[str, Any]) -> Mapping[str, Any]:
+            if params.get("model") == "old":
+                await slow_may_answer.wait()
+            return {"data": [{"model": params.get("model")}], "next_cursor": None}
+
+        model = pn.widgets.TextInput(value="old")
+        table = PagedTable(fetch, text=Text("en"), filters={"model": model})
+        older = asyncio.ensure_future(table.load())
+        await asyncio.sleep(0)  # the older request is out
+        model.value = "new"
+        await until(lambda: table.rows == [{"model": "new"}])
+        slow_may_answer.set()
+        await older
+        assert table.rows == [{"model": "new"}]  # the late answer to the old filter is dropped
+
+    run(scenario)
