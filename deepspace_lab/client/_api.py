@@ -94,6 +94,14 @@ def admin_permissions() -> Call:
     return Call("GET", ADMIN + "/permissions")
 
 
+def admin_models() -> Call:
+    return Call("GET", ADMIN + "/models")
+
+
+def admin_model_prices(model_id: str) -> Call:
+    return Call("GET", f"{ADMIN}/models/{model_id}/prices")
+
+
 def admin_wallets(filters: dict[str, Any]) -> Call:
     return Call("GET", ADMIN + "/wallets", params=filters)
 
