@@ -47,7 +47,7 @@ class ModelsPage(Page):
         if not self.allowed:
             return
         try:
-            self.models = await self.client.admin_models()
+            self.models = list((await self.client.admin_models())["data"])
         except DeepSpaceClientError as exc:
             self._fail(exc)
             return
@@ -56,7 +56,7 @@ class ModelsPage(Page):
 
     async def show_prices(self, model_id: str) -> None:
         try:
-            answer = await self.client.admin_model_prices(model_id)
+            answer = await self.client.admin_prices(model_id)
         except DeepSpaceClientError as exc:
             self._fail(exc)
             return

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import ADMIN, API, V1, Call
+from ._base import API, V1, Call
+from ._money import ADMIN
 
 
 def me() -> Call:
@@ -92,22 +93,6 @@ def job(job_id: str) -> Call:
 
 def admin_permissions() -> Call:
     return Call("GET", ADMIN + "/permissions")
-
-
-def admin_models() -> Call:
-    return Call("GET", ADMIN + "/models")
-
-
-def admin_model_prices(model_id: str) -> Call:
-    return Call("GET", f"{ADMIN}/models/{model_id}/prices")
-
-
-def admin_wallets(filters: dict[str, Any]) -> Call:
-    return Call("GET", ADMIN + "/wallets", params=filters)
-
-
-def admin_transactions(filters: dict[str, Any]) -> Call:
-    return Call("GET", ADMIN + "/transactions", params=filters)
 
 
 def login(email: str, password: str) -> Call:

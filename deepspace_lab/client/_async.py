@@ -266,23 +266,6 @@ class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], ObserveCalls[Awaitable[An
         """The roles & permissions matrix; a non-admin gets PermissionDeniedError."""
         return dict(await self._send(_api.admin_permissions()))
 
-    async def admin_models(self) -> list[dict[str, Any]]:
-        """The whole models catalog, disabled models too (platform admins)."""
-        return list((await self._send(_api.admin_models()))["data"])
-
-    async def admin_model_prices(self, model_id: str) -> dict[str, Any]:
-        """A model's price versions, newest first (``in_force``, ``scheduled``; platform admins)."""
-        return dict(await self._send(_api.admin_model_prices(model_id)))
-
-    async def admin_wallets(self, **filters: Any) -> dict[str, Any]:
-        """Wallets of every org (an org admin: their own); filters: org_id, limit, cursor."""
-        return dict(await self._send(_api.admin_wallets(filters)))
-
-    async def admin_transactions(self, **filters: Any) -> dict[str, Any]:
-        """Ledger entries of every org (an org admin: their own); filters: org_id, type, since, until,
-        ref, trace_id, limit, cursor."""
-        return dict(await self._send(_api.admin_transactions(filters)))
-
 
 class _AsyncStream:
     def __init__(self, client: AsyncDeepSpaceClient, call: Call) -> None:

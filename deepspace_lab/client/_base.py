@@ -15,7 +15,6 @@ from ._errors import ConnectionFailed, DeepSpaceClientError, error_from_body
 
 API = "/deepspace/api"
 V1 = "/deepspace/v1"
-ADMIN = "/deepspace/admin/api"
 USER_AGENT = "deepspace-lab-client"
 
 

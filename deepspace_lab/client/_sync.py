@@ -262,23 +262,6 @@ class DeepSpaceClient(MoneyCalls[Any], ObserveCalls[Any], BaseClient):
         """The roles & permissions matrix; a non-admin gets PermissionDeniedError."""
         return dict(self._send(_api.admin_permissions()))
 
-    def admin_models(self) -> list[dict[str, Any]]:
-        """The whole models catalog, disabled models too (platform admins)."""
-        return list((self._send(_api.admin_models()))["data"])
-
-    def admin_model_prices(self, model_id: str) -> dict[str, Any]:
-        """A model's price versions, newest first (``in_force``, ``scheduled``; platform admins)."""
-        return dict(self._send(_api.admin_model_prices(model_id)))
-
-    def admin_wallets(self, **filters: Any) -> dict[str, Any]:
-        """Wallets of every org (an org admin: their own); filters: org_id, limit, cursor."""
-        return dict(self._send(_api.admin_wallets(filters)))
-
-    def admin_transactions(self, **filters: Any) -> dict[str, Any]:
-        """Ledger entries of every org (an org admin: their own); filters: org_id, type, since, until,
-        ref, trace_id, limit, cursor."""
-        return dict(self._send(_api.admin_transactions(filters)))
-
 
 class _Stream:
     def __init__(self, client: DeepSpaceClient, call: Call) -> None:

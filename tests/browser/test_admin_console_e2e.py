@@ -1,6 +1,6 @@
 """The admin console in a real headless Chromium (Debian's, driven by Playwright): a member is
 refused at the login page; a platform admin signs in, sees the shell (who, scope, the simulated
-upstream, the seven pages) and the roles & permissions matrix; switching to Chinese changes
+upstream, the seven pages), the roles & permissions matrix and the wallets; switching to Chinese changes
 the labels; logout ends the session. Screenshots are kept under the test's tmp dir (the path
 is printed); ``docs/admin.png`` is one of them."""
 
@@ -63,13 +63,19 @@ def test_admin_console_login_shell_permissions_and_chinese(admin_world: AdminWor
             expect(matrix.get_by_text("org_admin.write", exact=True)).to_be_visible(timeout=30_000)
             expect(matrix.get_by_text("platform admins only", exact=True).first).to_be_visible()
             page.screenshot(path=str(shots / "2-permissions-en.png"), full_page=True)
+            nav.get_by_role("button", name="Billing", exact=True).click()  # wallets, paged through the Admin API
+            expect(page.get_by_text("org a", exact=True).first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("1,000,000", exact=True).first).to_be_visible()
+            page.screenshot(path=str(shots / "3-billing-en.png"), full_page=True)
 
             page.locator(".ds-lang").get_by_role("button", name="中文").click()
-            expect(page.get_by_text("角色与权限", exact=True)).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("交易记录", exact=True)).to_be_visible(timeout=30_000)
             expect(nav.get_by_role("button", name="风控与策略", exact=True)).to_be_visible()
             expect(page.get_by_text("平台管理员：全部组织", exact=False)).to_be_visible()
+            nav.get_by_role("button", name="用户", exact=True).click()
+            expect(page.get_by_text("角色与权限", exact=True)).to_be_visible(timeout=30_000)
             expect(page.locator(".ds-permissions").get_by_text("仅平台管理员", exact=True).first).to_be_visible()
-            page.screenshot(path=str(shots / "3-permissions-zh.png"), full_page=True)
+            page.screenshot(path=str(shots / "4-permissions-zh.png"), full_page=True)
 
             page.get_by_text("退出", exact=True).click()
             expect(page.locator("input[name=password]")).to_be_visible(timeout=30_000)
