@@ -32,15 +32,17 @@ class PagedTable(Viewer):
     """``PagedTable(lambda params: client.usage(**params), text=Text(), filters={"model": TextInput()})``.
 
     ``columns`` picks and orders the fields shown; ``formatters`` turn a field's values into text
-    (e.g. micro-credits into credits). A filter widget's value (empty = no filter) is sent as the
-    query parameter of its name; changing one goes back to the first page."""
+    (e.g. micro-credits into credits) and ``titles`` name the columns. A filter widget's value
+    (empty = no filter) is sent as the query parameter of its name; changing one goes back to the
+    first page."""
 
     def __init__(self, fetch: Fetch, *, text: Text, columns: list[str] | None = None,
                  formatters: Mapping[str, Callable[[Any], str]] | None = None,
-                 filters: Mapping[str, pn.widgets.Widget] | None = None, page_size: int = 25) -> None:
+                 titles: Mapping[str, str] | None = None, filters: Mapping[str, pn.widgets.Widget] | None = None,
+                 page_size: int = 25) -> None:
         super().__init__()
         self.fetch, self.text, self.columns = fetch, text, columns
-        self.formatters = dict(formatters or {})
+        self.formatters, self.titles = dict(formatters or {}), dict(titles or {})
         self.filters = dict(filters or {})
         #: the cursor that opened each page visited; its index is the page number (0-based)
         self.cursors: list[str | None] = [None]
@@ -119,7 +121,7 @@ class PagedTable(Viewer):
         for name, fmt in self.formatters.items():
             if name in frame:
                 frame[name] = frame[name].map(fmt)
-        return frame
+        return frame.rename(columns=self.titles)
 
     def _refresh_controls(self) -> None:
         self.previous_button.disabled = self.page_index == 0

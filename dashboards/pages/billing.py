@@ -27,12 +27,15 @@ class BillingPage(Page):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         t, money = self.text, {name: credits for name in MONEY}
+        titles = {name: t("in_credits", name=name.removesuffix("_micros")) for name in MONEY}
         org_filter = {} if self.identity is not None and self.identity.scope else {
             "org_id": pn.widgets.TextInput(label=t("filter_org"), width=220)}
         self.wallets = PagedTable(lambda p: self.client.admin_wallets(**p), text=t, columns=WALLET_COLUMNS,
-                                  formatters=money, filters=dict(org_filter))
+                                  formatters=money, titles=titles,
+                                  filters=dict(org_filter))
         self.transactions = PagedTable(
             lambda p: self.client.admin_transactions(**p), text=t, columns=ENTRY_COLUMNS, formatters=money,
+            titles=titles,
             filters={**{k: pn.widgets.TextInput(label=t("filter_org"), width=220) for k in org_filter},
                      "type": pn.widgets.Select(label=t("filter_type"), width=140, options=[
                          "", "credit", "debit", "hold", "capture", "release", "refund"]),

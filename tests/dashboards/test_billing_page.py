@@ -24,7 +24,7 @@ def test_a_platform_admin_pages_every_orgs_wallets_and_entries(admin_world: Admi
             assert {w.a.id, w.b.id} <= orgs and not page.wallets.alert.visible
             shown = page.wallets.table.value
             row = shown[shown["org_id"] == w.a.id].iloc[0]
-            assert row["balance_micros"] == "1,000,000" and row["org_name"] == "org a"  # credits, exact
+            assert row["balance (credits)"] == "1,000,000" and row["org_name"] == "org a"  # credits, exact
             assert {r["org_id"] for r in page.transactions.rows} >= {w.a.id, w.b.id}
             page.transactions.filters["org_id"].value = w.b.id
             page.transactions.filters["type"].value = "credit"  # each change reloads (the newest answer wins)
