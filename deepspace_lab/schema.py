@@ -25,6 +25,7 @@ from .files.models import File
 from .idempotency.models import IdempotencyKey
 from .jobs.models import Job, JobEvent
 from .policy.models import Policy, PolicyEpoch
+from .webhooks.models import Webhook
 from .workflows.models import StepRun, Workflow, WorkflowEvent, WorkflowRun, WorkflowVersion
 
 metadata = Base.metadata
@@ -34,5 +35,5 @@ __all__ = [
     "CreditCodeBatch", "File", "Hold",
     "HoldBudgetCounter", "IdempotencyKey", "Job", "JobEvent", "Message", "Org", "OrgMember", "Policy", "PolicyEpoch",
     "Price", "Project", "RollupMark", "StepRun", "Transaction", "UsageRecord", "UsageRollup", "User", "Wallet",
-    "Workflow", "WorkflowEvent", "WorkflowRun", "WorkflowVersion", "metadata",
+    "Webhook", "Workflow", "WorkflowEvent", "WorkflowRun", "WorkflowVersion", "metadata",
 ]

@@ -9,9 +9,12 @@ from deepspace_lab.errors import NotFound
 from deepspace_lab.runtime import Runtime
 
 from . import (
+    admin_accounts,
     admin_api,
     admin_money,
     admin_observe,
+    admin_risk,
+    admin_system,
     billing_handlers,
     chat_handlers,
     conversation_handlers,
@@ -29,7 +32,8 @@ from .base import DeepSpaceHandler
 #: Modules with ``default_handlers(runtime)``, mounted in this order.
 ROUTE_MODULES = (handlers, chat_handlers, conversation_handlers, identity_handlers, billing_handlers,
                  policy_handlers, worker_handlers, file_handlers, jupyter_handlers, admin_api,
-                 admin_money, admin_observe, workflow_handlers, openapi)
+                 admin_money, admin_observe, workflow_handlers, admin_accounts, admin_system, admin_risk,
+                 openapi)
 
 
 class UnknownRouteHandler(DeepSpaceHandler):

@@ -15,7 +15,7 @@ OUTER = {"server_extension": "deepspace_lab.server_extension", "widgets": "deeps
 LEVELS = {
     "errors": 0, "config": 0, "db": 0, "audit": 0, "storage": 0, "tracing": 0, "logs": 0, "cache": 0,
     "auth": 1, "billing": 1, "policy": 1, "upstream": 1, "conversations": 1, "files": 1, "simulator": 1,
-    "catalog": 1, "idempotency": 1, "rag": 1, "mcp": 1, "skills": 1,
+    "catalog": 1, "idempotency": 1, "rag": 1, "mcp": 1, "skills": 1, "webhooks": 1,
     "pipeline": 2, "workflows": 2, "jobs": 2, "observe": 2,
     "client": 0,
     "schema": 3, "runtime": 3, "bootstrap": 3, "doctor": 3, "cli": 4,

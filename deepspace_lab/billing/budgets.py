@@ -27,8 +27,10 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from ..auth.models import ApiKey, Org, Project
 from ..db.base import utcnow
 from ..errors import InvalidRequest, NotFound, RateLimited
+from .errors import OrgNotFoundError
 from .models import BUDGET_PERIODS, BUDGET_SCOPES, Budget, BudgetCounter, HoldBudgetCounter
 
 _B = cast(Table, Budget.__table__)
@@ -169,6 +171,28 @@ def _check(scope: str, period: str, limit_micros: object) -> int:
         raise InvalidRequest(f"`limit_micros` must be a whole number between 0 and {MAX_LIMIT_MICROS}",
                              code="invalid_amount", param="limit_micros")
     return limit_micros
+
+
+async def budget_scope_id(session: AsyncSession, *, org_id: str, scope: str, scope_id: str | None) -> str:
+    """The id a budget of ``scope`` in ``org_id`` caps, checked to belong to that org (the CLI's
+    ``--id`` and the Admin API's ``scope_id``): an org budget's id is the org itself (or left
+    out), a project's or key's must be given and be the org's, else ``budget_not_found``."""
+    if scope not in BUDGET_SCOPES:
+        raise InvalidRequest(f"`scope` must be one of {list(BUDGET_SCOPES)}", code="invalid_scope", param="scope")
+    if (await session.execute(select(Org.id).where(Org.id == org_id))).first() is None:
+        raise OrgNotFoundError(f"no org {org_id!r}", param="org")
+    if scope == "org":
+        if scope_id not in (None, org_id):
+            raise InvalidRequest("an org budget's id is the org itself; leave it out", code="invalid_scope",
+                                 param="id")
+        return org_id
+    if not scope_id:
+        raise InvalidRequest(f"name the {scope} the budget caps (its id)", code="missing_field", param="id")
+    model = Project if scope == "project" else ApiKey
+    owner = (await session.execute(select(model.org_id).where(model.id == scope_id))).scalar_one_or_none()
+    if owner != org_id:
+        raise BudgetNotFoundError(f"no {scope} {scope_id!r} in org {org_id!r}", param="id")
+    return scope_id
 
 
 async def set_budget(session: AsyncSession, *, org_id: str, scope: str, scope_id: str, period: str,

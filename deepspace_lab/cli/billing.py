@@ -17,12 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..audit.models import AuditLog
-from ..auth.models import ApiKey, Org, Project
+from ..auth.models import Org
 from ..billing import (
-    BudgetNotFoundError,
     InvalidAmountError,
     OrgNotFoundError,
     WalletView,
+    budget_scope_id,
     credit_wallet,
     debit_wallet,
     delete_budget,
@@ -182,20 +182,10 @@ def _run_prices(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _budget_subject(session: AsyncSession, args: argparse.Namespace) -> str:
     """The budget's scope id, checked to belong to ``--org``."""
-    await _wallet(session, args.org)  # org_not_found
-    if args.scope == "org":
-        if args.id not in (None, args.org):
-            raise InvalidRequest("an org budget's --id is the org itself; leave it out", code="invalid_scope",
-                                 param="id")
-        return str(args.org)
-    if not args.id:
-        raise InvalidRequest(f"--id names the {args.scope} the budget caps", code="missing_field", param="id")
-    model = Project if args.scope == "project" else ApiKey
-    owner = (await session.execute(select(model.org_id).where(model.id == args.id))).scalar_one_or_none()
-    await session.rollback()
-    if owner != args.org:
-        raise BudgetNotFoundError(f"no {args.scope} {args.id!r} in org {args.org!r}", param="id")
-    return str(args.id)
+    try:
+        return await budget_scope_id(session, org_id=args.org, scope=args.scope, scope_id=args.id)
+    finally:
+        await session.rollback()
 
 
 def _run_budget(args: argparse.Namespace, settings: Settings) -> int:
