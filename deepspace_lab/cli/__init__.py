@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from ..config import Settings
 from ..errors import DeepSpaceError
 from ..logs import configure_logging
-from . import _core, admin, billing, identity, money, observe, policy, worker, workflow
+from . import _core, admin, billing, identity, money, observe, policy, webhooks, worker, workflow
 
 #: Modules with a ``register(subparsers)`` function, in help order.
-COMMAND_MODULES = (_core, identity, billing, policy, worker, money, observe, workflow, admin)
+COMMAND_MODULES = (_core, identity, billing, policy, worker, money, observe, workflow, webhooks, admin)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,8 +28,9 @@ from ..auth.passwords import generate_password
 from ..auth.permissions import DEFAULT_KEY_SCOPES, ROLES
 from ..config import Settings
 from ..db.base import utcnow
-from ..errors import NotFound
+from ..errors import InvalidRequest, NotFound
 from ..tracing import new_trace_id
+from . import directory
 from ._common import actor, emit, in_session
 
 
@@ -129,7 +130,11 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         await session.commit()
         return _key_json(key) | {"api_key": plaintext}
 
-    async def listing(session: AsyncSession) -> list[dict[str, Any]]:
+    async def listing(session: AsyncSession) -> Any:
+        if args.all_orgs:
+            return await directory.all_keys(session, args)
+        if not args.org:
+            raise InvalidRequest("name the org (--org ORG) or ask for --all-orgs", code="missing_field", param="org")
         await _org(session, args.org)
         return [_key_json(k) for k in await list_api_keys(session, org_id=args.org)]
 
@@ -145,8 +150,9 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         emit(args, result, f"API key (shown once): {result['api_key']}\n  project {result['project_id']}")
     elif args.keys_cmd == "list":
         result = in_session(settings, listing)
-        emit(args, result, "\n".join(f"{k['id']}  {k['prefix']}  {','.join(k['scopes']):30} "
-                                     f"{'revoked' if k['revoked_at'] else 'live'}" for k in result) or "(no keys)")
+        rows = result["data"] if args.all_orgs else result
+        emit(args, result, "\n".join(f"{k['id']}  {k['prefix']}  {k['org_id']}  {','.join(k['scopes']):30} "
+                                     f"{'revoked' if k['revoked_at'] else 'live'}" for k in rows) or "(no keys)")
     else:
         result = in_session(settings, revoke)
         emit(args, result, f"revoked {result['id']} ({result['prefix']})")
@@ -166,6 +172,7 @@ def register(sub: Any) -> None:
         q = usub.add_parser(action, help=f"{action} a user (their keys and sessions stop/start working at once)")
         q.add_argument("--email", required=True)
         q.add_argument("--json", action="store_true")
+    directory.extend_users(usub)
     p.set_defaults(func=cmd_users)
 
     p = sub.add_parser("orgs", help="orgs")
@@ -175,6 +182,7 @@ def register(sub: Any) -> None:
     q.add_argument("--owner-email", required=True)
     q.add_argument("--project", default="Default project", help="name of the first project")
     q.add_argument("--json", action="store_true")
+    directory.extend_orgs(osub)
     p.set_defaults(func=cmd_orgs)
 
     p = sub.add_parser("members", help="org members")
@@ -195,8 +203,14 @@ def register(sub: Any) -> None:
     q.add_argument("--scopes", help=f"comma-separated (default {','.join(DEFAULT_KEY_SCOPES)})")
     q.add_argument("--expires-in-days", type=int)
     q.add_argument("--json", action="store_true")
-    q = ksub.add_parser("list", help="an org's keys (never the secrets)")
-    q.add_argument("--org", required=True)
+    q = ksub.add_parser("list", help="an org's keys, or with --all-orgs every org's (never the secrets)")
+    q.add_argument("--org", help="the org (with --all-orgs: a filter)")
+    q.add_argument("--all-orgs", action="store_true", help="keys of every org, newest first, paged")
+    q.add_argument("--user", help="with --all-orgs: only this user's (email)")
+    q.add_argument("--project", help="with --all-orgs: only this project's")
+    q.add_argument("--revoked", dest="revoked", action="store_const", const=True, help="with --all-orgs: only revoked")
+    q.add_argument("--live", dest="revoked", action="store_const", const=False, help="with --all-orgs: only live")
+    directory.add_paging(q)
     q.add_argument("--json", action="store_true")
     q = ksub.add_parser("revoke", help="revoke a key: refused from its next request on, in every process")
     q.add_argument("key_id")

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from . import _api
+from ._admin_accounts import AccountsAdminCalls
 from ._base import (
     BaseClient,
     Call,
@@ -32,7 +33,8 @@ from ._observe import ObserveCalls
 from ._sse import SSEDecoder
 
 
-class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], ObserveCalls[Awaitable[Any]], BaseClient):
+class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], ObserveCalls[Awaitable[Any]], AccountsAdminCalls[Awaitable[Any]],
+                           BaseClient):
     """``AsyncDeepSpaceClient()`` reads the environment; pass ``base_url`` / ``api_key`` to be explicit.
     ``transport`` is for tests (``httpx.MockTransport``)."""
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from . import _api
+from ._admin_accounts import AccountsAdminCalls
 from ._base import (
     BaseClient,
     Call,
@@ -30,7 +31,7 @@ from ._observe import ObserveCalls
 from ._sse import SSEDecoder
 
 
-class DeepSpaceClient(MoneyCalls[Any], ObserveCalls[Any], BaseClient):
+class DeepSpaceClient(MoneyCalls[Any], ObserveCalls[Any], AccountsAdminCalls[Any], BaseClient):
     """``DeepSpaceClient()`` reads the environment; pass ``base_url`` / ``api_key`` to be explicit.
     ``transport`` is for tests (``httpx.MockTransport``)."""
 
