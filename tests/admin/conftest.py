@@ -4,11 +4,16 @@ with an ``admin``-scoped key, an ``admin-read``-scoped key and a password to sig
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from deepspace_lab.auth import create_api_key, create_org, create_project, create_user
+from deepspace_lab.cli import main
 from deepspace_lab.db import make_async_engine, make_sessionmaker
 
 from ..helpers import TEST_SECRET, Gateway
@@ -58,3 +63,24 @@ def admin_world(gateway: Gateway) -> AdminWorld:
     a: Org = asyncio.run(_make_org(url, "a"))
     b: Org = asyncio.run(_make_org(url, "b"))
     return AdminWorld(gateway, a, b, asyncio.run(_make_platform_admin(url)))
+
+
+Cli = Callable[..., tuple[int, Any]]
+
+
+@pytest.fixture
+def cli(admin_world: AdminWorld, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """``deepspace-lab … --json`` in this process, on the admin world's database."""
+    for name in [n for n in os.environ if n.startswith("DEEPSPACE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DEEPSPACE_DATABASE_URL", admin_world.gw.settings.database_url)
+    monkeypatch.setenv("DEEPSPACE_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("DEEPSPACE_DATA_DIR", str(admin_world.gw.settings.data_dir))
+    monkeypatch.setattr("deepspace_lab.cli.configure_logging", lambda **_: None)  # keep pytest's handlers
+
+    def run(*args: str) -> tuple[int, Any]:
+        capsys.readouterr()
+        code = main([*args, "--json"])
+        return code, json.loads(capsys.readouterr().out)
+
+    return run

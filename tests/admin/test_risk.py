@@ -4,40 +4,12 @@ the pipeline enforces, in force from the next request, refused with the same cod
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable
-from typing import Any
-
 import httpx
-import pytest
 
-from deepspace_lab.cli import main
-
-from ..helpers import TEST_SECRET
-from .conftest import AdminWorld
+from .conftest import AdminWorld, Cli
 from .test_accounts import ADMIN, _code
 
 MODEL = "deepspace-simulated-chat"
-Cli = Callable[..., tuple[int, Any]]
-
-
-@pytest.fixture
-def cli(admin_world: AdminWorld, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    """``deepspace-lab … --json`` in this process, on the admin world's database."""
-    for name in [n for n in os.environ if n.startswith("DEEPSPACE_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("DEEPSPACE_DATABASE_URL", admin_world.gw.settings.database_url)
-    monkeypatch.setenv("DEEPSPACE_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("DEEPSPACE_DATA_DIR", str(admin_world.gw.settings.data_dir))
-    monkeypatch.setattr("deepspace_lab.cli.configure_logging", lambda **_: None)  # keep pytest's handlers
-
-    def run(*args: str) -> tuple[int, Any]:
-        capsys.readouterr()
-        code = main([*args, "--json"])
-        return code, json.loads(capsys.readouterr().out)
-
-    return run
 
 
 def chat(w: AdminWorld, key: str) -> httpx.Response:
