@@ -8,6 +8,7 @@ the CLI's ``users`` and ``orgs`` commands call too.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +33,19 @@ from .api import field, iso, json_body, principal_of, query_params
 from .openapi import ID, NSTR, PAGING, STR, TIME, listing, obj, op, path_id, ref
 
 PATH_ID = r"([A-Za-z0-9_]{1,40})"
+_ID = re.compile(r"[A-Za-z0-9_]{1,40}")
+#: query parameters that name a row (an org, user, project, key): checked like path ids
+ID_PARAMS = ("org_id", "user_id", "project_id")
+
+
+def admin_params(handler: AdminHandler, *, allowed: tuple[str, ...]) -> dict[str, str]:
+    """:func:`.api.query_params`, and each id among them well-formed (else 400 ``invalid_value``)."""
+    params = query_params(handler, allowed=allowed)
+    for name in ID_PARAMS:
+        if name in params and not _ID.fullmatch(params[name]):
+            raise InvalidRequest(f"`{name}` is an id ([A-Za-z0-9_], 1-40 characters)", code="invalid_value",
+                                 param=name)
+    return params
 
 
 def flag(params: dict[str, str], name: str) -> bool | None:
@@ -52,7 +66,7 @@ def acting_role(handler: AdminHandler, ctx: RequestContext) -> str:
 class UsersHandler(AdminHandler):
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            params = query_params(self, allowed=("q", "status", "platform_admin", "org_id", "cursor", "limit"))
+            params = admin_params(self, allowed=("q", "status", "platform_admin", "org_id", "cursor", "limit"))
             users, nxt = await search_users(
                 session, org_id=self.target_org(ctx, params.get("org_id")), q=params.get("q"),
                 status=params.get("status"), platform_admin=flag(params, "platform_admin"),
@@ -119,7 +133,7 @@ class MemberRoleHandler(AdminHandler):
 class OrgsHandler(AdminHandler):
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            params = query_params(self, allowed=("q", "cursor", "limit"))
+            params = admin_params(self, allowed=("q", "cursor", "limit"))
             orgs, nxt = await search_orgs(session, org_scope=self.org_scope(ctx), q=params.get("q"),
                                           cursor=params.get("cursor"), limit=params.get("limit"))
             return 200, {"data": [o.to_dict() for o in orgs], "next_cursor": nxt}

@@ -23,7 +23,7 @@ from deepspace_lab.policy.models import POLICY_KINDS, POLICY_SCOPES
 from deepspace_lab.policy.service import PolicyNotFoundError, delete_policy, list_policies, set_policy
 from deepspace_lab.runtime import Runtime
 
-from .admin_accounts import BOOL, PATH_ID, flag
+from .admin_accounts import BOOL, PATH_ID, admin_params, flag
 from .admin_api import ADMIN, AdminHandler
 from .api import field, json_body, principal_of, query_params
 from .openapi import ID, NSTR, NTIME, STR, TIME, obj, op, path_id, ref
@@ -42,7 +42,7 @@ def _int_id(text: str, error: type[Exception], name: str) -> int:
 class PoliciesHandler(AdminHandler):
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            params = query_params(self, allowed=("org_id", "kind", "history"))
+            params = admin_params(self, allowed=("org_id", "kind", "history"))
             kind = params.get("kind")
             if kind is not None and kind not in POLICY_KINDS:
                 raise InvalidRequest(f"`kind` is one of {list(POLICY_KINDS)}", code="invalid_value", param="kind")
@@ -84,7 +84,7 @@ class PolicyHandler(AdminHandler):
 class BudgetsHandler(AdminHandler):
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            params = query_params(self, allowed=("org_id",))
+            params = admin_params(self, allowed=("org_id",))
             budgets = await list_budgets(session, org_id=self.target_org(ctx, params.get("org_id")))
             return 200, {"data": [b.to_dict() for b in budgets]}
 

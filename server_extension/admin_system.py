@@ -25,11 +25,11 @@ from deepspace_lab.webhooks import (
     update_webhook,
 )
 
-from .admin_accounts import BOOL, PATH_ID, flag
+from .admin_accounts import BOOL, PATH_ID, admin_params, flag
 from .admin_api import ADMIN, AdminHandler
 from .api import iso, json_body, principal_of, query_params
 from .identity_handlers import _key_json
-from .openapi import ID, NSTR, NTIME, PAGING, STR, TIME, listing, obj, op, path_id, ref
+from .openapi import ID, NSTR, NTIME, PAGING, SCHEMAS, STR, TIME, listing, obj, op, path_id
 
 KEY_FILTERS = ("org_id", "user_id", "project_id", "revoked", "cursor", "limit")
 
@@ -41,7 +41,7 @@ def admin_key_json(key: Any, email: str | None = None) -> dict[str, Any]:
 class AllKeysHandler(AdminHandler):
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            params = query_params(self, allowed=KEY_FILTERS)
+            params = admin_params(self, allowed=KEY_FILTERS)
             keys, nxt = await search_api_keys(
                 session, org_id=params.get("org_id"), user_id=params.get("user_id"),
                 project_id=params.get("project_id"), revoked=flag(params, "revoked"), cursor=params.get("cursor"),
@@ -70,7 +70,7 @@ def _secret_key(handler: AdminHandler) -> str:
 class WebhooksHandler(AdminHandler):
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            params = query_params(self, allowed=("org_id", "cursor", "limit"))
+            params = admin_params(self, allowed=("org_id", "cursor", "limit"))
             hooks, nxt = await list_webhooks(session, org_scope=self.org_scope(ctx),
                                              org_id=self.target_org(ctx, params.get("org_id")),
                                              cursor=params.get("cursor"), limit=params.get("limit"))
@@ -146,8 +146,9 @@ _HOOK = {"id": STR, "object": {"const": "webhook"}, "org_id": NSTR, "url": STR,
          "created_at": TIME, "updated_at": NTIME, "secret_rotated_at": NTIME}
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
-    "AdminApiKey": {"allOf": [ref("ApiKey")], "type": "object",
-                    "properties": {"org_id": STR, "user_email": STR}, "required": ["org_id"]},
+    "AdminApiKey": obj({**{k: v for k, v in SCHEMAS["ApiKey"]["properties"].items() if k != "api_key"},
+                        "org_id": STR, "user_email": STR}, ["id", "prefix", "org_id", "project_id", "user_id",
+                                                            "scopes", "revoked_at"]),
     "AdminApiKeyPage": listing("AdminApiKey", paged=True),
     "Webhook": obj(_HOOK, list(_HOOK)),
     "WebhookWithSecret": obj({**_HOOK, "secret": {"type": "string", "description": "shown this once"}},

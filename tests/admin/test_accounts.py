@@ -47,7 +47,8 @@ def test_users_search_filters_and_keyset_pages(admin_world: AdminWorld) -> None:
 
     for params, code in (({"status": "gone"}, "invalid_value"), ({"platform_admin": "yes"}, "invalid_value"),
                          ({"cursor": "nope"}, "invalid_cursor"), ({"limit": "0"}, "invalid_value"),
-                         ({"sort": "email"}, "unknown_parameter"), ({"q": ""}, "invalid_value")):
+                         ({"sort": "email"}, "unknown_parameter"), ({"q": ""}, "invalid_value"),
+                         ({"org_id": ""}, "invalid_value"), ({"org_id": "a b"}, "invalid_value")):
         assert _code(w.call("GET", ADMIN + "/users", **admin, params=params)) == (400, code), params
 
 
