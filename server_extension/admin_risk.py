@@ -14,22 +14,37 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deepspace_lab.billing import budget_scope_id, delete_budget, list_budgets, set_budget
-from deepspace_lab.billing.budgets import BudgetNotFoundError
+from deepspace_lab.billing import budget_scope_id, delete_budget, set_budget
+from deepspace_lab.billing.budgets import BudgetNotFoundError, page_budgets
 from deepspace_lab.billing.models import BUDGET_PERIODS, BUDGET_SCOPES, Budget
+from deepspace_lab.db.paging import check_limit
 from deepspace_lab.errors import InvalidRequest
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.policy.models import POLICY_KINDS, POLICY_SCOPES
-from deepspace_lab.policy.service import PolicyNotFoundError, delete_policy, list_policies, set_policy
+from deepspace_lab.policy.service import PolicyNotFoundError, delete_policy, page_policies, set_policy
 from deepspace_lab.runtime import Runtime
 
 from .admin_accounts import BOOL, PATH_ID, admin_params, flag
 from .admin_api import ADMIN, AdminHandler
 from .api import field, json_body, principal_of, query_params
-from .openapi import ID, NSTR, NTIME, STR, TIME, obj, op, path_id, ref
+from .openapi import ID, NSTR, NTIME, PAGING, STR, TIME, listing, obj, op, path_id, ref
 
 POLICY_FIELDS = ("kind", "scope", "scope_id", "cidr", "spec")
 BUDGET_FIELDS = ("org_id", "scope", "scope_id", "period", "limit_micros")
+
+
+def _page(params: dict[str, str]) -> dict[str, int | None]:
+    """``after_id`` and ``limit`` from ``cursor`` (the ``next_cursor`` of the page before: a row id)
+    and ``limit``."""
+    cursor = params.get("cursor")
+    if cursor is not None and (not cursor.isdigit() or not cursor.isascii() or len(cursor) > 18):
+        raise InvalidRequest("malformed cursor; pass back `next_cursor` as it was given", code="invalid_cursor",
+                             param="cursor")
+    return {"after_id": int(cursor) if cursor is not None else None, "limit": check_limit(params.get("limit"))}
+
+
+def _next(after_id: int | None) -> str | None:
+    return None if after_id is None else str(after_id)
 
 
 def _int_id(text: str, error: type[Exception], name: str) -> int:
@@ -42,14 +57,15 @@ def _int_id(text: str, error: type[Exception], name: str) -> int:
 class PoliciesHandler(AdminHandler):
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            params = admin_params(self, allowed=("org_id", "kind", "history"))
+            params = admin_params(self, allowed=("org_id", "kind", "history", "cursor", "limit"))
             kind = params.get("kind")
             if kind is not None and kind not in POLICY_KINDS:
                 raise InvalidRequest(f"`kind` is one of {list(POLICY_KINDS)}", code="invalid_value", param="kind")
             scope = self.org_scope(ctx)
-            policies = await list_policies(session, org_id=self.target_org(ctx, params.get("org_id")), kind=kind,
-                                           history=bool(flag(params, "history")), include_global=scope is None)
-            return 200, {"data": [p.to_dict() for p in policies]}
+            policies, nxt = await page_policies(
+                session, org_id=self.target_org(ctx, params.get("org_id")), kind=kind,
+                history=bool(flag(params, "history")), include_global=scope is None, **_page(params))
+            return 200, {"data": [p.to_dict() for p in policies], "next_cursor": _next(nxt)}
 
         await self.admin(kind="admin.policies.list", work=work)
 
@@ -84,9 +100,10 @@ class PolicyHandler(AdminHandler):
 class BudgetsHandler(AdminHandler):
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            params = admin_params(self, allowed=("org_id",))
-            budgets = await list_budgets(session, org_id=self.target_org(ctx, params.get("org_id")))
-            return 200, {"data": [b.to_dict() for b in budgets]}
+            params = admin_params(self, allowed=("org_id", "cursor", "limit"))
+            budgets, nxt = await page_budgets(session, org_id=self.target_org(ctx, params.get("org_id")),
+                                              **_page(params))
+            return 200, {"data": [b.to_dict() for b in budgets], "next_cursor": _next(nxt)}
 
         await self.admin(kind="admin.budgets.list", work=work)
 
@@ -134,7 +151,7 @@ _MAYBE_BUDGET = {"oneOf": [ref("Budget"), {"type": "null"}]}
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "Policy": obj(_POLICY, list(_POLICY)),
-    "PolicyList": {**obj({"data": {"type": "array", "items": ref("Policy")}}, ["data"])},
+    "PolicyPage": listing("Policy", paged=True),
     "NewPolicy": obj({
         "kind": {"enum": list(POLICY_KINDS)}, "scope": {"enum": list(POLICY_SCOPES)},
         "scope_id": {"type": "string", "maxLength": 40, "description": "the org, project or key (not for global)"},
@@ -146,7 +163,7 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                         ["policy", "before", "changed"]),
     "PolicyDeleted": obj({"deleted": ref("Policy")}, ["deleted"]),
     "Budget": obj(_BUDGET, list(_BUDGET)),
-    "BudgetList": obj({"data": {"type": "array", "items": ref("Budget")}}, ["data"]),
+    "BudgetPage": listing("Budget", paged=True),
     "BudgetCap": obj({"org_id": ID, "scope": {"enum": list(BUDGET_SCOPES)},
                       "scope_id": {**ID, "description": "the project or key (an org budget: the org, or leave out)"},
                       "period": {"enum": list(BUDGET_PERIODS)},
@@ -162,7 +179,7 @@ def openapi_paths() -> dict[str, Any]:
     return {
         f"{ADMIN}/policies": {
             "get": op("Rate limits, IP rules and model policies in force (with history=true, every version; org "
-                      "admins: their org's)", "200", "PolicyList", errors=("404",), params=[
+                      "admins: their org's)", "200", "PolicyPage", errors=("404",), params=[*PAGING,
                           org, {"name": "kind", "in": "query", "required": False, "schema": {
                               "enum": list(POLICY_KINDS)}},
                           {"name": "history", "in": "query", "required": False, "schema": BOOL}]),
@@ -172,8 +189,8 @@ def openapi_paths() -> dict[str, Any]:
             "End a policy (kept in history)", "200", "PolicyDeleted", errors=("404",),
             params=[path_id("policy_id")])},
         f"{ADMIN}/budgets": {
-            "get": op("Budget caps with this period's spend (org admins: their org's)", "200", "BudgetList",
-                      errors=("404",), params=[org]),
+            "get": op("Budget caps with this period's spend (org admins: their org's)", "200", "BudgetPage",
+                      errors=("404",), params=[org, *PAGING]),
             "put": op("Create or change a budget cap", "200", "BudgetChange", body="BudgetCap", errors=("404",))},
         f"{ADMIN}/budgets/{{budget_id}}": {"delete": op(
             "Remove a budget cap", "200", "BudgetDeleted", errors=("404",), params=[path_id("budget_id")])},

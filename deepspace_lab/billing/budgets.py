@@ -255,3 +255,24 @@ async def list_budgets(session: AsyncSession, *, org_id: str | None = None, scop
             _C.c.budget_id == row.id, _C.c.period_start == period_start(row.period, at)))).first()
         out.append(_view(row, counter))
     return out
+
+
+async def page_budgets(session: AsyncSession, *, org_id: str | None = None, after_id: int | None = None,
+                       limit: int = 50, now: datetime | None = None) -> tuple[list[BudgetView], int | None]:
+    """Caps (all, or one org's) a page at a time in id order, each with what its current period
+    has spent and reserved (one query for the page's counters); returns (page, the id to pass
+    as ``after_id`` for the next page, or None at the end)."""
+    at = now or utcnow()
+    query = select(Budget).order_by(Budget.id)
+    if org_id is not None:
+        query = query.where(Budget.org_id == org_id)
+    if after_id is not None:
+        query = query.where(Budget.id > after_id)
+    rows = list((await session.execute(query.limit(limit + 1))).scalars())
+    page = rows[:limit]
+    starts = {period_start(p, at) for p in BUDGET_PERIODS}
+    counters = {(c.budget_id, c.period_start): c for c in (await session.execute(
+        select(_C.c.budget_id, _C.c.spent_micros, _C.c.reserved_micros, _C.c.period_start).where(
+            _C.c.budget_id.in_([b.id for b in page]), _C.c.period_start.in_(starts)))).all()}
+    views = [_view(b, counters.get((b.id, period_start(b.period, at)))) for b in page]
+    return views, page[-1].id if len(rows) > limit else None

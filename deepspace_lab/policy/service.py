@@ -200,10 +200,7 @@ async def delete_policy(session: AsyncSession, *, policy_id: int, org_id: str | 
     return before
 
 
-async def list_policies(session: AsyncSession, *, org_id: str | None = None, kind: str | None = None,
-                        history: bool = False, include_global: bool = True) -> list[PolicyView]:
-    """Policies in force (with ``history``, every version), oldest first. ``org_id`` limits
-    them to one org (plus the global rules, unless ``include_global`` is false)."""
+def _policies_query(*, org_id: str | None, kind: str | None, history: bool, include_global: bool) -> Any:
     query = select(Policy).order_by(Policy.id)
     if org_id is not None:
         query = query.where((Policy.org_id == org_id) | (Policy.org_id.is_(None)) if include_global
@@ -212,7 +209,27 @@ async def list_policies(session: AsyncSession, *, org_id: str | None = None, kin
         query = query.where(Policy.kind == kind)
     if not history:
         query = query.where(Policy.ended_at.is_(None))
+    return query
+
+
+async def list_policies(session: AsyncSession, *, org_id: str | None = None, kind: str | None = None,
+                        history: bool = False, include_global: bool = True) -> list[PolicyView]:
+    """Policies in force (with ``history``, every version), oldest first. ``org_id`` limits
+    them to one org (plus the global rules, unless ``include_global`` is false)."""
+    query = _policies_query(org_id=org_id, kind=kind, history=history, include_global=include_global)
     return [PolicyView.of(r) for r in (await session.execute(query)).scalars().all()]
+
+
+async def page_policies(session: AsyncSession, *, org_id: str | None = None, kind: str | None = None,
+                        history: bool = False, include_global: bool = True, after_id: int | None = None,
+                        limit: int = 50) -> tuple[list[PolicyView], int | None]:
+    """:func:`list_policies` a page at a time (keyset on the id): the page after ``after_id``,
+    and the id to pass for the next one (None at the end)."""
+    query = _policies_query(org_id=org_id, kind=kind, history=history, include_global=include_global)
+    if after_id is not None:
+        query = query.where(Policy.id > after_id)
+    rows = [PolicyView.of(r) for r in (await session.execute(query.limit(limit + 1))).scalars().all()]
+    return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
 
 
 EPOCH_SQL = "SELECT epoch FROM policy_epoch WHERE id = 1"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 
 from .conftest import AdminWorld, Cli
-from .test_accounts import ADMIN, _code
+from .test_accounts import ADMIN, _all_pages, _code
 
 MODEL = "deepspace-simulated-chat"
 
@@ -139,3 +139,20 @@ def test_budget_caps_apply_to_the_next_request_and_show_this_periods_spend(admin
     rows = [r["detail"] for k in ("set", "delete") for r in w.gw.audit_rows(kind=f"admin.budgets.{k}", status_code=200)]
     assert [(r["before"] and r["before"]["limit_micros"], r["after"] and r["after"]["limit_micros"]) for r in rows
             ] == [(None, 1), (1, 10**12), (10**12, None)]
+
+
+def test_policies_and_budgets_page_by_keyset(admin_world: AdminWorld) -> None:
+    w = admin_world
+    for org in (w.a, w.b):
+        for scope, scope_id in (("org", org.id), ("project", org.project_id)):
+            assert w.call("POST", ADMIN + "/policies", key=w.platform.key, json={
+                "kind": "rate_limit", "scope": scope, "scope_id": scope_id, "spec": {"rpm": 9}}).status_code == 200
+            assert w.call("PUT", ADMIN + "/budgets", key=w.platform.key, json={
+                "org_id": org.id, "scope": scope, "scope_id": scope_id, "period": "day", "limit_micros": 9}
+            ).status_code == 200
+    for path in ("/policies", "/budgets"):
+        everything = _all_pages(w, path, {"key": w.platform.read_key}, limit=3)
+        assert len(everything) == 4 and len({x["id"] for x in everything}) == 4
+        assert len(_all_pages(w, path, {"token": w.token(w.b.people["admin"])}, limit=1)) == 2
+        assert _code(w.call("GET", ADMIN + path, key=w.platform.key, params={"cursor": "x1"})) == (
+            400, "invalid_cursor")
