@@ -129,11 +129,12 @@ class WebhookSecretHandler(AdminHandler):
     async def post(self, webhook_id: str) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
             json_body(ctx, allowed=())
+            before = await get_webhook(session, webhook_id=webhook_id, org_scope=self.org_scope(ctx))
             view, secret = await rotate_secret(session, secret_key=_secret_key(self), webhook_id=webhook_id,
                                                org_scope=self.org_scope(ctx))
             ctx.detail.update(webhook_id=webhook_id, target_org_id=view.org_id,
-                              before={"secret_rotated_at": None}, after={"secret_rotated_at":
-                                                                          iso(view.secret_rotated_at)})
+                              before={"secret_rotated_at": iso(before.secret_rotated_at)},
+                              after={"secret_rotated_at": iso(view.secret_rotated_at)})
             return 200, dict(view.to_dict(), secret=secret)
 
         await self.admin(kind="admin.webhooks.rotate", work=work, write=True)

@@ -86,6 +86,8 @@ def test_webhooks_crud_secret_shown_once_sealed_and_rotated(admin_world: AdminWo
     assert len(rows) == 4 and all(r["error_code"] is None and r["org_id"] == w.a.id for r in rows)
     assert rows[0]["detail"]["before"] is None and rows[0]["detail"]["after"]["url"] == "https://hooks.example.org/a"
     assert rows[1]["detail"]["before"]["enabled"] is True and rows[1]["detail"]["after"]["enabled"] is False
+    assert rows[2]["detail"]["before"] == {"secret_rotated_at": None} and rows[2]["detail"]["after"][
+        "secret_rotated_at"]
     assert rows[3]["detail"]["after"] is None
     assert not any(s in str(rows) for s in (secret, rotated["secret"]))
 
