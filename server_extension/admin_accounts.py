@@ -183,7 +183,6 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
     "AdminRoleChange": obj({"role": _ROLE}, ["role"]),
     "AdminMember": obj({"org_id": STR, "user_id": STR, "email": STR, "name": STR, "role": STR, "status": STR},
                        ["org_id", "user_id", "email", "name", "role", "status"]),
-    "AdminNoBody": obj({}),
 }
 
 
