@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..auth import change_role, get_user_by_email
 from ..auth.directory import org_detail, search_api_keys, search_orgs, search_users, user_detail, user_dict
 from ..config import Settings
-from ._common import emit, in_session
+from ._common import add_paging, emit, in_session, page_text
 
 
 def _audit(session: AsyncSession, kind: str, **fields: Any) -> None:
@@ -44,10 +44,9 @@ def run_users(args: argparse.Namespace, settings: Settings) -> int:
 
     result = in_session(settings, work)
     if args.users_cmd == "list":
-        text = "\n".join(f"{u['id']}  {u['email']:40} {u['status']:8} "
-                         f"{'platform admin' if u['is_platform_admin'] else u['role'] or ''}"
-                         for u in result["data"]) or "(no users)"
-        text += f"\n(more: --cursor {result['next_cursor']})" if result["next_cursor"] else ""
+        text = page_text([f"{u['id']}  {u['email']:40} {u['status']:8} "
+                          f"{'platform admin' if u['is_platform_admin'] else u['role'] or ''}"
+                          for u in result["data"]], result, empty="(no users)")
     elif args.users_cmd == "show":
         text = "\n".join([f"{result['email']} ({result['id']}) {result['status']}",
                           *(f"  {m['role']:7} of {m['org_name']} ({m['org_id']})" for m in result["memberships"])])
@@ -71,8 +70,8 @@ def run_orgs(args: argparse.Namespace, settings: Settings) -> int:
 
     result = in_session(settings, work)
     if args.orgs_cmd == "list":
-        text = "\n".join(f"{o['id']}  {o['name']:30} members {o['member_count']:>4}  balance {o['balance_micros']}"
-                         for o in result["data"]) or "(no orgs)"
+        text = page_text([f"{o['id']}  {o['name']:30} members {o['member_count']:>4}  balance {o['balance_micros']}"
+                          for o in result["data"]], result, empty="(no orgs)")
     else:
         text = "\n".join([f"{result['name']} ({result['id']}), balance {result['balance_micros']} micros",
                           *(f"  project {p['id']}  {p['name']}" for p in result["projects"]),
@@ -91,11 +90,6 @@ async def all_keys(session: AsyncSession, args: argparse.Namespace) -> dict[str,
     return {"data": [dict(_key_json(k), user_email=email) for k, email in keys], "next_cursor": nxt}
 
 
-def add_paging(q: argparse.ArgumentParser) -> None:
-    q.add_argument("--limit", type=int, help="page size, 1-200 (default 50)")
-    q.add_argument("--cursor", help="the next_cursor of the page before")
-
-
 def extend_users(usub: Any) -> None:
     q = usub.add_parser("list", help="users, newest first (search and filters)")
     q.add_argument("--q", help="a substring of the email or name, any case")
@@ -106,7 +100,6 @@ def extend_users(usub: Any) -> None:
                    help="only users who are not platform admins")
     q.add_argument("--org", help="only members of this org (with their role)")
     add_paging(q)
-    q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_users)
     q = usub.add_parser("show", help="a user with their memberships")
     q.add_argument("--email", required=True)
@@ -124,7 +117,6 @@ def extend_orgs(osub: Any) -> None:
     q = osub.add_parser("list", help="orgs, newest first, with members and wallet")
     q.add_argument("--q", help="a substring of the name or slug, any case")
     add_paging(q)
-    q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_orgs)
     q = osub.add_parser("show", help="an org with its projects and members")
     q.add_argument("org_id")

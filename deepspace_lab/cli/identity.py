@@ -31,7 +31,7 @@ from ..db.base import utcnow
 from ..errors import InvalidRequest, NotFound
 from ..tracing import new_trace_id
 from . import directory
-from ._common import actor, emit, in_session
+from ._common import actor, add_paging, emit, in_session
 
 
 def _audit(session: AsyncSession, kind: str, **fields: Any) -> None:
@@ -210,8 +210,7 @@ def register(sub: Any) -> None:
     q.add_argument("--project", help="with --all-orgs: only this project's")
     q.add_argument("--revoked", dest="revoked", action="store_const", const=True, help="with --all-orgs: only revoked")
     q.add_argument("--live", dest="revoked", action="store_const", const=False, help="with --all-orgs: only live")
-    directory.add_paging(q)
-    q.add_argument("--json", action="store_true")
+    add_paging(q)
     q = ksub.add_parser("revoke", help="revoke a key: refused from its next request on, in every process")
     q.add_argument("key_id")
     q.add_argument("--org", required=True)

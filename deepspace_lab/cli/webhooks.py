@@ -19,8 +19,7 @@ from ..webhooks import (
     update_webhook,
 )
 from ..webhooks.service import events_of
-from ._common import actor, emit, in_session
-from .directory import add_paging
+from ._common import actor, add_paging, emit, in_session, page_text
 from .identity import _audit
 
 
@@ -82,7 +81,7 @@ def _line(h: dict[str, Any]) -> str:
 
 def _text(cmd: str, result: dict[str, Any]) -> str:
     if cmd == "list":
-        return "\n".join(_line(h) for h in result["data"]) or "(no webhooks)"
+        return page_text([_line(h) for h in result["data"]], result, empty="(no webhooks)")
     if cmd == "delete":
         return f"Deleted {_line(result['deleted'])}"
     if "secret" in result:
@@ -113,6 +112,7 @@ def register(sub: Any) -> None:
                             ("rotate-secret", "a new signing secret (shown once; the old one stops at once)")):
         q = wsub.add_parser(name, help=help_text)
         q.add_argument("webhook_id")
-    for q in wsub.choices.values():
-        q.add_argument("--json", action="store_true", help="print JSON")
+    for name, q in wsub.choices.items():
+        if name != "list":  # add_paging gave it one
+            q.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_webhooks)
