@@ -19,7 +19,7 @@ from deepspace_lab.workflows.definitions import workflow_schema
 from deepspace_lab.workflows.models import RUN_ACTIVE
 
 from .api import ApiHandler, field, json_body, principal_of, query_params
-from .openapi import ID, NSTR, NTIME, STR, TIME, listing, obj, op, path_id, ref
+from .openapi import ID, NSTR, NTIME, STR, TIME, obj, op, path_id, ref
 from .worker_handlers import _created_by, check_id
 
 API = "/deepspace/api"
@@ -257,7 +257,8 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
                      "latest_version": _INT, "created_by": NSTR, "created_at": TIME,
                      "version": {"type": "object"}, "versions": {"type": "array", "items": {"type": "object"}}},
                     ["id", "object", "name", "latest_version"]),
-    "WorkflowList": listing("Workflow"),
+    "WorkflowList": obj({"object": {"const": "list"}, "data": {"type": "array", "items": ref("Workflow")}},
+                        ["object", "data"]),
     "WorkflowVersion": obj({"id": STR, "object": {"const": "workflow_version"}, "workflow_id": STR, "version": _INT,
                             "format": {"enum": ["yaml", "json"]}, "definition": {"type": "object"},
                             "source": STR, "created_by": NSTR, "created_at": TIME},
@@ -274,7 +275,8 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "error_code": NSTR, "error": NSTR, "forked_from": NSTR, "created_at": TIME, "started_at": NTIME,
         "finished_at": NTIME, "steps": {"type": "array", "items": ref("StepRun")}},
         ["id", "object", "state", "trace_id"]),
-    "WorkflowRunPage": listing("WorkflowRun", paged=True),
+    "WorkflowRunPage": obj({"object": {"const": "list"}, "data": {"type": "array", "items": ref("WorkflowRun")},
+                            "next_cursor": NSTR}, ["object", "data", "next_cursor"]),
     "NewWorkflowRun": obj({"workflow_id": ID, "version": {"type": "integer", "minimum": 1},
                            "inputs": {"type": "object"}, "budget_micros": {"type": "integer", "minimum": 0}},
                           ["workflow_id"]),

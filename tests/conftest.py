@@ -27,6 +27,24 @@ from .helpers import TEST_SECRET, Gateway, make_tenant, start_gateway
 
 PG_URL = os.environ.get("DEEPSPACE_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("DEEPSPACE_TEST_REDIS_URL")
+
+
+def _redis_for_this_worker(url: str | None) -> str | None:
+    """Under pytest-xdist each worker gets a Redis database of its own (the URL's number minus the
+    worker's index), so no test sees another worker's queue, counters or streams."""
+    from urllib.parse import urlsplit
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if url is None or not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0) - int(worker[2:])
+    if db < 0:
+        raise RuntimeError(f"not enough Redis databases below {url} for xdist worker {worker}")
+    return parts._replace(path=f"/{db}").geturl()
+
+
+REDIS_URL = _redis_for_this_worker(REDIS_URL)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
