@@ -61,7 +61,7 @@ def test_admin_console_login_shell_permissions_and_chinese(admin_world: AdminWor
             expect(page.get_by_text("Roles & permissions", exact=True)).to_be_visible(timeout=30_000)
             matrix = page.locator(".ds-permissions")
             expect(matrix.get_by_text("org_admin.write", exact=True)).to_be_visible(timeout=30_000)
-            expect(matrix.get_by_text("platform admins only", exact=True).first).to_be_visible()
+            expect(matrix.get_by_text("platform admins only", exact=True).first).to_be_visible(timeout=30_000)
             page.screenshot(path=str(shots / "2-permissions-en.png"), full_page=True)
             nav.get_by_role("button", name="Billing", exact=True).click()  # wallets, paged through the Admin API
             expect(page.get_by_text("org a", exact=True).first).to_be_visible(timeout=30_000)
@@ -74,7 +74,7 @@ def test_admin_console_login_shell_permissions_and_chinese(admin_world: AdminWor
             expect(page.get_by_text("平台管理员：全部组织", exact=False)).to_be_visible()
             nav.get_by_role("button", name="用户", exact=True).click()
             expect(page.get_by_text("角色与权限", exact=True)).to_be_visible(timeout=30_000)
-            expect(page.locator(".ds-permissions").get_by_text("仅平台管理员", exact=True).first).to_be_visible()
+            expect(page.locator(".ds-permissions").get_by_text("仅平台管理员", exact=True).first).to_be_visible(timeout=30_000)
             page.screenshot(path=str(shots / "4-permissions-zh.png"), full_page=True)
 
             page.get_by_text("退出", exact=True).click()
