@@ -84,3 +84,9 @@ def cli(admin_world: AdminWorld, monkeypatch: pytest.MonkeyPatch, capsys: pytest
         return code, json.loads(capsys.readouterr().out)
 
     return run
+
+
+@pytest.fixture
+def admin_live(admin_world: AdminWorld) -> dict[str, object]:
+    """What schemathesis calls the gateway with: its URL and the platform admin's key."""
+    return {"url": admin_world.gw.url, "headers": {"Authorization": f"Bearer {admin_world.platform.key}"}}

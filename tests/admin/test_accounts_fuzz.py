@@ -14,23 +14,19 @@ from schemathesis.checks import positive_data_acceptance
 from deepspace_lab.server_extension.openapi import openapi_document
 
 from ..api.test_schemathesis import filter_query
-from .conftest import AdminWorld
 
 AREA = ("/users", "/orgs", "/keys", "/webhooks", "/policies", "/budgets")
 schema = schemathesis.openapi.from_dict(openapi_document()).include(
     path_regex="^/deepspace/admin/api(" + "|".join(AREA) + ")")
 
 
-@pytest.fixture
-def live(admin_world: AdminWorld) -> dict[str, Any]:
-    return {"url": admin_world.gw.url, "headers": {"Authorization": f"Bearer {admin_world.platform.key}"}}
-
 
 @pytest.mark.slow
 @schema.hooks.apply(filter_query)
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-def test_accounts_area_conforms_for_a_platform_admin(case: Any, live: dict[str, Any]) -> None:
+def test_accounts_area_conforms_for_a_platform_admin(case: Any, admin_live: dict[str, Any]) -> None:
     # Schema-valid requests may still be refused against data (ids that name nothing, a model not in
     # the catalog, an IP allow rule shutting the caller out): documented 4xx, so positive acceptance is off.
-    case.call_and_validate(base_url=live["url"], headers=live["headers"], excluded_checks=[positive_data_acceptance])
+    case.call_and_validate(base_url=admin_live["url"], headers=admin_live["headers"],
+                           excluded_checks=[positive_data_acceptance])

@@ -13,20 +13,16 @@ from schemathesis.checks import positive_data_acceptance
 from deepspace_lab.server_extension.openapi import openapi_document
 
 from ..api.test_schemathesis import filter_query
-from .conftest import AdminWorld
 
 schema = schemathesis.openapi.from_dict(openapi_document()).include(
     path_regex="^/deepspace/admin/api/(usage|audit|traces|overview|exports|metrics)")
 
-
-@pytest.fixture
-def live(admin_world: AdminWorld) -> dict[str, Any]:
-    return {"url": admin_world.gw.url, "headers": {"Authorization": f"Bearer {admin_world.platform.key}"}}
 
 
 @pytest.mark.slow
 @schema.hooks.apply(filter_query)
 @schema.parametrize()
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
-def test_observe_routes_conform_as_an_admin(case: Any, live: dict[str, Any]) -> None:
-    case.call_and_validate(base_url=live["url"], headers=live["headers"], excluded_checks=[positive_data_acceptance])
+def test_observe_routes_conform_as_an_admin(case: Any, admin_live: dict[str, Any]) -> None:
+    case.call_and_validate(base_url=admin_live["url"], headers=admin_live["headers"],
+                           excluded_checks=[positive_data_acceptance])
