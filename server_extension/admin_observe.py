@@ -51,28 +51,24 @@ def _int_param(value: str | None, param: str, *, default: int, lo: int, hi: int)
     return int(value)
 
 
-class UsageRecordsHandler(AdminHandler):
+class RowSearchHandler(AdminHandler):
+    """A filtered keyset page of rows across orgs: usage records or the request log (which one is
+    given by the route's ``filters``, ``search`` and audit ``kind``)."""
+
+    def initialize(self, runtime: Runtime, filters: tuple[str, ...] = (), search: Any = None,
+                   kind: str = "") -> None:
+        super().initialize(runtime)
+        self._filters, self._search, self._kind = filters, search, kind
+
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            args = query_params(self, allowed=(*USAGE_FILTERS, "cursor", "limit"))
+            args = query_params(self, allowed=(*self._filters, "cursor", "limit"))
             org = self.target_org(ctx, check_id(args.get("org_id"), "org_id"))
-            page = await search_usage(session, org_id=org, filters=args, cursor=args.get("cursor"),
+            page = await self._search(session, org_id=org, filters=args, cursor=args.get("cursor"),
                                       limit=args.get("limit"))
             return 200, page.to_dict()
 
-        await self.admin(kind="admin.usage.list", work=work)
-
-
-class AuditSearchHandler(AdminHandler):
-    async def get(self) -> None:
-        async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
-            args = query_params(self, allowed=(*AUDIT_FILTERS, "cursor", "limit"))
-            org = self.target_org(ctx, check_id(args.get("org_id"), "org_id"))
-            page = await search_audit(session, org_id=org, filters=args, cursor=args.get("cursor"),
-                                      limit=args.get("limit"))
-            return 200, page.to_dict()
-
-        await self.admin(kind="admin.audit.search", work=work)
+        await self.admin(kind=self._kind, work=work)
 
 
 class TraceHandler(AdminHandler):
@@ -269,8 +265,10 @@ def openapi_paths() -> dict[str, Any]:
 def default_handlers(runtime: Runtime) -> list[tuple[str, type, dict[str, Any]]]:
     kwargs = {"runtime": runtime}
     return [
-        (ADMIN + "/usage", UsageRecordsHandler, kwargs),
-        (ADMIN + "/audit", AuditSearchHandler, kwargs),
+        (ADMIN + "/usage", RowSearchHandler,
+         {**kwargs, "filters": USAGE_FILTERS, "search": search_usage, "kind": "admin.usage.list"}),
+        (ADMIN + "/audit", RowSearchHandler,
+         {**kwargs, "filters": AUDIT_FILTERS, "search": search_audit, "kind": "admin.audit.search"}),
         (ADMIN + r"/traces/([A-Za-z0-9_\-]{1,32})", TraceHandler, kwargs),
         (ADMIN + "/overview", OverviewHandler, kwargs),
         (ADMIN + "/exports", AdminExportsHandler, kwargs),

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
 
+import deepspace_lab.auth.passwords as _passwords
 from deepspace_lab.bootstrap import seed_simulated_models
 from deepspace_lab.config import Settings
 from deepspace_lab.db.migrate import upgrade
@@ -45,6 +47,14 @@ def _redis_for_this_worker(url: str | None) -> str | None:
 
 
 REDIS_URL = _redis_for_this_worker(REDIS_URL)
+
+#: The production hasher (argon2id, argon2-cffi's RFC 9106 low-memory profile): ~0.17 s per hash
+#: and per check, and the identity and admin worlds create a dozen users per test. Tests hash with
+#: argon2id at its lowest cost instead (a check reads the cost from the stored hash, so sign-ins
+#: get cheap too, in spawned gateways as well); ``tests/auth/test_passwords.py`` checks the
+#: production parameters.
+PRODUCTION_HASHER = _passwords._hasher
+_passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
