@@ -37,9 +37,11 @@ def listing(item: str, *, paged: bool = False) -> dict[str, Any]:
     return obj(props, list(props))
 
 
+#: the OpenAI error object: what ``Error`` wraps, and the data of the stream's ``error`` event
+ERROR_OBJECT = obj({"message": STR, "type": STR, "param": NSTR, "code": STR}, ["message", "type", "code"], extra=True)
+
 SCHEMAS: dict[str, Any] = {
-    "Error": obj({"error": obj({"message": STR, "type": STR, "param": NSTR, "code": STR}, ["message", "type", "code"],
-                               extra=True)}, ["error"]),
+    "Error": obj({"error": ERROR_OBJECT}, ["error"]),
     "ChatMessage": obj({"role": {"enum": ["system", "developer", "user", "assistant", "tool", "function"]},
                         "content": {"type": ["string", "array", "null"]}}, ["role"], extra=True),
     "ChatCompletionRequest": obj({
@@ -201,7 +203,7 @@ SCHEMAS: dict[str, Any] = {
                                "status": {"enum": ["captured", "released"]}, "balance_micros": {"type": "integer"},
                                "frozen_micros": {"type": "integer"}, "available_micros": {"type": "integer"}},
                               ["request_id", "held_micros", "cost_micros", "status"]),
-    "StreamEventError": {"allOf": [ref("Error")], "description": "the `error` object of the Error shape"},
+    "StreamEventError": {**ERROR_OBJECT, "description": "the `error` object of the Error shape (not wrapped)"},
     "StreamEventDone": obj({"request_id": STR, "trace_id": STR, "conversation_id": NSTR, "finish_reason": NSTR,
                             "cancelled": {"type": "boolean"}, "error_code": NSTR},
                            ["request_id", "cancelled"]),

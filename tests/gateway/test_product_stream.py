@@ -206,3 +206,35 @@ def test_stop_reaches_a_stream_running_in_another_gateway_process(gateway_factor
             elsewhere.cancel(stream.request_id)
     finally:
         second.close()
+
+
+def test_every_named_event_matches_its_schema_in_the_openapi_document(gateway: Gateway) -> None:
+    """DESIGN §7's nine events, as the Gateway sends them, validate against the `StreamEvent<Name>`
+    schemas of the OpenAPI document (the simulator has no thoughts, tool steps or citations: those
+    four come from the stream's own encoder, fed the upstream chunk and the extras a step adds)."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    from deepspace_lab.client import SSEDecoder
+    from deepspace_lab.pipeline.product_events import EVENTS, ProductEventEncoder
+    from deepspace_lab.server_extension.openapi import openapi_document
+
+    client = client_of(gateway)
+    conv = client.create_conversation()["id"]
+    broken = "x [sim:tokens=9] [sim:fail_after=3] [sim:token_latency_ms=20]"
+    events = [(e.event, e.data) for content in ("x [sim:tokens=3]", broken)
+              for e in client.stream_chat(conversation_id=conv, content=content, model=MODEL)]
+    chunk = {"choices": [{"index": 0, "delta": {
+        "reasoning_content": "look it up",
+        "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                        "function": {"name": "search", "arguments": "{}"}}]}}],
+        "deepspace": {"citations": [{"title": "A paper", "url": "https://example.org/p"}],
+                      "tool_results": [{"tool_call_id": "call_1", "content": "42"}]}}
+    encoded = ProductEventEncoder().feed(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    events += [(e.event, json.loads(e.data)) for e in SSEDecoder().feed(encoded.decode())]
+    assert {name for name, _ in events} == set(EVENTS)
+    components = openapi_document()["components"]
+    for name, data in events:
+        schema = "StreamEvent" + "".join(part.title() for part in name.split("_"))
+        Draft202012Validator({"$ref": f"#/components/schemas/{schema}", "components": components}).validate(data)
