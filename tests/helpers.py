@@ -96,12 +96,12 @@ TENANT_CREDIT_MICROS = 10**12
 
 
 def make_tenant(settings: Settings, *, email: str, scopes: tuple[str, ...] = ("chat",),
-                credit_micros: int = TENANT_CREDIT_MICROS) -> Tenant:
+                credit_micros: int = TENANT_CREDIT_MICROS, password: str | None = None) -> Tenant:
     async def create() -> Tenant:
         engine = make_async_engine(settings.database_url)
         try:
             async with make_sessionmaker(engine)() as session:
-                user = await create_user(session, email=email)
+                user = await create_user(session, email=email, password=password)
                 org = await create_org(session, name=f"org of {email}", owner=user)
                 project = await create_project(session, org_id=org.id, name="p")
                 key, plaintext = await create_api_key(session, secret_key=TEST_SECRET, org_id=org.id,

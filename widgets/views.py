@@ -339,11 +339,13 @@ class Workbench(w.Tab):  # type: ignore[misc]
         self.chat_view.system.observe(self._system_prompt_edited, names="value")
 
     def _project_changed(self, change: dict[str, Any]) -> None:
-        """Another project: its own system prompt and conversations."""
+        """Another project (or a login into another org): its own system prompt, conversations
+        and wallet."""
         self.chat_store.system_prompt = self.prefs.system_prompt(change["new"])
         if change["old"] is not None:
             self.chat_store.conversation_id, self.chat_store.messages = None, []
             spawn(self.chat.load())
+            spawn(self.billing.refresh())
 
     def _system_prompt_edited(self, change: dict[str, Any]) -> None:
         if not self.chat_view._rendering:

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from deepspace_lab.client import AsyncDeepSpaceClient
-from deepspace_lab.widgets import Workbench
+from deepspace_lab.widgets import Workbench, views
+from deepspace_lab.widgets.render import escape
 
 from ..helpers import Gateway, make_tenant
 
 MODEL = "deepspace-simulated-chat"
+PASSWORD = "correct horse battery"
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -196,11 +198,6 @@ def test_billing_and_projects_views(gateway: Gateway) -> None:
     run(scenario())
 
 
-@pytest.mark.parametrize("lang", ["en", "zh"])
-def test_every_text_exists_in_both_languages(lang: str) -> None:
-    from deepspace_lab.widgets.i18n import TEXT
-
-    assert TEXT[lang].keys() == TEXT["en"].keys()
 
 
 def test_agent_steps_and_notebook_context_are_shown_and_sent() -> None:
@@ -318,3 +315,147 @@ def test_the_system_prompt_is_kept_per_project_and_sent(gateway: Gateway, tmp_pa
     expected = client.chat(MODEL, [{"role": "system", "content": "Answer as a physicist."},
                                    {"role": "user", "content": "why [sim:tokens=3]"}], max_tokens=512)
     assert stored[-1]["content"] == expected["choices"][0]["message"]["content"]
+
+
+def test_refusals_and_upstream_failures_show_the_servers_message(gateway: Gateway) -> None:
+    """Upstream down (before and during the reply), rate limited, budget reached: each reply ends
+    in its error with the Gateway's code and message, in the store and on screen."""
+    from deepspace_lab.billing import set_budget
+
+    from ..policy.test_gateway import drop_policy, put_policy
+
+    limit = put_policy(gateway, "rate_limit", "key", gateway.tenant.api_key_id, {"rpm": 2})
+
+    async def cap() -> None:
+        async with gateway.runtime.sessions() as session:
+            await set_budget(session, org_id=gateway.tenant.org_id, scope="org", scope_id=gateway.tenant.org_id,
+                             period="day", limit_micros=1, actor="test")
+            await session.commit()
+
+    async def reply_to(wb: Workbench, prompt: str) -> Any:
+        await wb.chat_stream.send(prompt)
+        reply = wb.chat_store.messages[-1]
+        assert reply.status == "error" and not wb.chat_store.streaming
+        shown = wb.chat_view.error.value
+        assert reply.error["code"] in shown and escape(reply.error["message"])[:30] in shown
+        assert escape(reply.error["message"])[:30] in wb.chat_view.messages.children[-1].error.value
+        return reply
+
+    async def scenario() -> list[str]:
+        wb = bench(gateway)
+        await wb.load()
+        wb.chat_store.model = MODEL
+        codes = [(await reply_to(wb, "x [sim:error=503]")).error["code"]]
+        cut = await reply_to(wb, "x [sim:tokens=9] [sim:fail_after=3] [sim:token_latency_ms=20]")
+        assert cut.usage and cut.billing  # the stream still ended with its bill
+        codes.append(cut.error["code"])
+        codes.append((await reply_to(wb, "x [sim:tokens=2]")).error["code"])  # the third this minute
+        drop_policy(gateway, limit)
+        gateway.loop.run(cap())
+        codes.append((await reply_to(wb, "x [sim:tokens=2]")).error["code"])
+        return codes
+
+    down, cut, limited, budget = run(scenario())
+    assert down.startswith("upstream_") and cut == "upstream_stream_interrupted"
+    assert (limited, budget) == ("rate_limited", "budget_exceeded")
+
+
+async def settled() -> None:
+    """Until every task the views started (loads after a switch, refreshes) has finished."""
+    await until(lambda: not views._TASKS)
+
+
+def test_a_login_into_another_org_and_a_project_switch_bring_their_own_wallet_chats_and_prompt(
+        gateway: Gateway, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPSPACE_WORKBENCH_PREFS", str(tmp_path / "prefs.json"))
+    other = make_tenant(gateway.settings, email="researcher@example.org", password=PASSWORD, credit_micros=3_000_000)
+
+    async def scenario() -> tuple[str, str]:
+        wb = bench(gateway)
+        await wb.load()
+        wb.chat_store.model = MODEL
+        wb.chat_view.system.value = "Prompt of A"
+        await wb.chat_stream.send("in A [sim:tokens=3]")
+        conv_a = wb.chat_store.conversation_id
+        assert not wb.billing_store.low_balance
+        profile, projects = wb.profile_view, wb.projects_view
+        profile.email.value, profile.password.value = "researcher@example.org", PASSWORD
+        profile.login.click()
+        await until(lambda: wb.user_store.project_id == other.project_id)
+        await settled()
+        # the other org: its wallet (under 5 credits: the warning), its project's chats and prompt
+        assert wb.billing_store.wallet["balance_micros"] == 3_000_000 and wb.billing_store.low_balance
+        assert wb.chat_store.conversations == [] and wb.chat_store.messages == []
+        assert wb.chat_store.system_prompt == "" and wb.chat_view.system.value == ""
+        wb.chat_view.system.value = "Prompt of R"
+        projects.name.value = "second"
+        projects.create.click()
+        await until(lambda: any(p["name"] == "second" for p in wb.user_store.projects))
+        second = next(p["id"] for p in wb.user_store.projects if p["name"] == "second")
+        projects.choice.value = second
+        projects.switch.click()  # a token may act in any project of its org
+        await settled()
+        assert wb.user_store.project_id == second and wb.chat_store.system_prompt == ""
+        wb.chat_view.system.value = "Prompt of second"
+        await wb.chat_stream.send("in second [sim:tokens=3]")
+        conv_second = wb.chat_store.conversation_id
+        projects.choice.value = other.project_id
+        projects.switch.click()
+        await settled()
+        assert wb.chat_store.system_prompt == "Prompt of R" and wb.chat_view.system.value == "Prompt of R"
+        assert wb.chat_store.conversations == [] and conv_second != conv_a
+        return conv_a, conv_second
+
+    conv_a, conv_second = run(scenario())
+    from deepspace_lab.client import DeepSpaceClient, NotFoundError
+    from deepspace_lab.widgets.prefs import Prefs
+
+    assert [c["id"] for c in DeepSpaceClient(base_url=gateway.url, api_key=gateway.tenant.api_key)
+            .conversations()["data"]] == [conv_a]
+    with pytest.raises(NotFoundError):  # stored in the second project, not in the first one's key
+        DeepSpaceClient(base_url=gateway.url, api_key=other.api_key).conversation(conv_second)
+    assert Prefs().system_prompt(gateway.tenant.project_id) == "Prompt of A"
+
+
+def test_the_chosen_max_tokens_and_notebook_context_reach_the_model(gateway: Gateway) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("readings = [1.5, 2.5]", store_history=True)
+
+        async def scenario() -> Workbench:
+            wb = bench(gateway)
+            await wb.load()
+            view = wb.chat_view
+            view.max_tokens.value = 4
+            view.use_cell.value = True
+            view.variables.value = "readings, nothing_by_that_name"
+            view.prompt.input.value = "why [sim:tokens=50]"
+            view.prompt.send_button.click()
+            await wb.chat_stream.task
+            return wb
+
+        wb = run(scenario())
+    finally:
+        InteractiveShell.clear_instance()
+    user, reply = wb.chat_store.messages
+    assert user.content.startswith("Notebook context:") and user.content.endswith("\n\nwhy [sim:tokens=50]")
+    assert "readings = [1.5, 2.5]" in user.content and "Variable `readings` (list)" in user.content
+    assert "nothing_by_that_name" not in user.content
+    assert reply.usage["completion_tokens"] == 4 and len(reply.content.split()) == 4  # max tokens cut it
+
+
+def test_the_language_comes_from_the_setting_else_the_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    import locale
+
+    from deepspace_lab.widgets.i18n import TEXT, Text, language
+
+    assert TEXT["zh"].keys() == TEXT["en"].keys()  # every text exists in both
+    monkeypatch.setenv("DEEPSPACE_LANG", "zh")
+    assert language() == "zh" and language("en") == "en" and Text()("send") == "发送"
+    monkeypatch.delenv("DEEPSPACE_LANG")
+    monkeypatch.setattr(locale, "getlocale", lambda *_: ("zh_CN", "UTF-8"))
+    assert language() == "zh"
+    monkeypatch.setattr(locale, "getlocale", lambda *_: ("en_GB", "UTF-8"))
+    assert language() == "en" and Text()("send") == "Send"
