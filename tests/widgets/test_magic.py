@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from deepspace_lab.client import DeepSpaceClient
+from deepspace_lab.widgets.i18n import credits
 from deepspace_lab.widgets.magic import interpolate
 
 from ..helpers import Gateway, wait_for
@@ -34,6 +39,15 @@ def markdown_outputs(captured: Any) -> list[str]:
 
 def test_interpolation_fills_known_names_and_leaves_the_rest() -> None:
     assert interpolate("{a} and {b} and {{x}} and {a.b}", {"a": 1}) == "1 and {b} and {{x}} and {a.b}"
+
+
+def test_interpolation_reads_attributes_and_items_as_str_format_does() -> None:
+    class Frame:
+        shape = (120, 4)
+
+    namespace = {"df": Frame(), "meta": {"topic": "comets"}, "xs": [3, 5], "x": 7}
+    text = "{df.shape[0]} rows on {meta[topic]}, {xs[1]}; {xs[9]} {df.nope} {meta[none]} {{x}} {'a': 1}"
+    assert interpolate(text, namespace) == "120 rows on comets, 5; {xs[9]} {df.nope} {meta[none]} {{x}} {'a': 1}"
 
 
 def test_cell_magic_streams_the_answer_with_a_footer(shell: InteractiveShell, gateway: Gateway) -> None:
@@ -81,3 +95,30 @@ def test_errors_are_shown_with_the_servers_message(shell: InteractiveShell) -> N
     shown = markdown_outputs(captured)
     assert "model_not_found" in shown[-2] and "unknown model" in shown[-2]
     assert "invalid_magic" in shown[-1]
+
+
+def test_a_kernel_interrupt_stops_a_reply_in_a_conversation_which_ends_with_its_bill(
+        shell: InteractiveShell, gateway: Gateway) -> None:
+    """SIGINT (what a kernel interrupt sends) while the reply streams: the Gateway cancels it, the
+    reply is kept and stored, and the footer shows what was generated, delivered and billed."""
+    client = DeepSpaceClient(base_url=gateway.url, api_key=gateway.tenant.api_key)
+    conv = client.create_conversation("stop")["id"]
+    previous = signal.getsignal(signal.SIGINT)
+    with capture_output() as captured:
+        def interrupt_mid_stream() -> None:
+            wait_for(lambda: len(captured.outputs) >= 3, timeout_s=30)  # the reply is streaming
+            os.kill(os.getpid(), signal.SIGINT)
+
+        interrupter = threading.Thread(target=interrupt_mid_stream)
+        interrupter.start()
+        shell.run_cell_magic("deepspace", f"--conversation {conv}", "long [sim:tokens=400] [sim:token_latency_ms=20]")
+        interrupter.join()
+    assert signal.getsignal(signal.SIGINT) is previous  # the usual handler is back
+    final = markdown_outputs(captured)[-1]
+    counts = re.search(r"(\d+) generated · (\d+) delivered · (\S+) credits · stopped", final)
+    assert counts and 0 < int(counts[2]) <= int(counts[1]) < 400, final
+    stored = client.conversation(conv)["messages"]
+    assert final.startswith(stored[-1]["content"])  # what was shown is what was kept
+    record = client.usage(limit=1)["data"][0]
+    assert record["error_code"] == "cancelled" and record["status"] == "captured"
+    assert record["completion_tokens"] == int(counts[1]) and counts[3] == credits(record["cost_micros"])
