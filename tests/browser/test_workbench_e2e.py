@@ -1,25 +1,27 @@
 """End to end in a real headless Chromium (Debian's, driven by Playwright): JupyterLab with the
 extension, ``01-chat.ipynb`` opened and run, a message sent, the streamed text seen growing,
 Stop pressed mid-stream, the billing view showing the charge. Screenshots are kept under the
-test's tmp dir (the path is printed)."""
+test's tmp dir (the path is printed); ``2-stopped.png`` is the README's ``docs/workbench.png``."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from deepspace_lab.widgets.i18n import credits
+
 from ..cli.conftest import JUPYTER, Processes, free_port, sql
 from ..cli.test_jupyter_extension import EXTENSION, _root_flags, make_home
+from .conftest import needs_chromium
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 LAB_CONFIG = """
 from jupyterlab.galata import configure_jupyter_server
@@ -39,19 +41,14 @@ def poll(condition: Callable[[], object], *, timeout_s: float = 30, what: str = 
         time.sleep(0.1)
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM) and os.environ.get("CI") != "true",
-                    reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_chat_stop_and_billing_in_jupyterlab(tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+@needs_chromium
+def test_chat_stop_and_billing_in_jupyterlab(tmp_path: Path, browser_page: Any, shots: Path) -> None:
     home = make_home(tmp_path)
     home.env["DEEPSPACE_SIMULATOR_TOKEN_LATENCY_MS"] = "40"  # slow enough to press Stop mid-stream
     root_dir = tmp_path / "notebooks"
     shutil.copy(REPO / "notebooks" / "01-chat.ipynb", root_dir / "01-chat.ipynb")
     config = tmp_path / "lab_config.py"
     config.write_text(LAB_CONFIG)
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
     port = free_port()
     procs = Processes(tmp_path / "logs")
     try:
@@ -60,32 +57,23 @@ def test_chat_stop_and_billing_in_jupyterlab(tmp_path: Path) -> None:
                      *_root_flags()], home.env, name="jupyterlab")
         url = f"http://127.0.0.1:{port}"
         lab.wait_for(url + "/deepspace/api/health/ready", timeout=90)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            try:
-                run_scenario(page, url, shots)
-            except BaseException:
-                page.screenshot(path=str(shots / "failure.png"), full_page=True)
-                raise
-            finally:
-                browser.close()
+        shown = run_scenario(browser_page, url, shots)
     finally:
         procs.close()
-        print(f"\nworkbench screenshots: {shots}")
     rows = sql(f"sqlite:///{tmp_path / 'data' / 'deepspace.db'}",
-               "SELECT error_code, status, cost_micros, completion_tokens FROM usage_records "
+               "SELECT request_id, status, cost_micros, completion_tokens FROM usage_records "
                "WHERE error_code = 'cancelled'")
     assert len(rows) == 1 and rows[0]["status"] == "captured" and rows[0]["cost_micros"] > 0
     assert 0 < rows[0]["completion_tokens"] < 300
+    cost = credits(rows[0]["cost_micros"])
+    # the footer and the billing view show what was billed for the stopped reply
+    assert f"{rows[0]['completion_tokens']} generated" in shown["footer"] and f"{cost} credits" in shown["footer"]
+    assert rows[0]["request_id"] in shown["capture"] and f"\t{cost}\t" in shown["capture"]
 
 
-def run_scenario(page: object, url: str, shots: Path) -> None:
-    from playwright.sync_api import Page, expect
+def run_scenario(page: Any, url: str, shots: Path) -> dict[str, str]:
+    from playwright.sync_api import expect
 
-    assert isinstance(page, Page)
     page.goto(f"{url}/lab/tree/01-chat.ipynb?reset")
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
     poll(lambda: page.evaluate("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
@@ -110,12 +98,18 @@ def run_scenario(page: object, url: str, shots: Path) -> None:
     poll(lambda: len(reply.inner_text()) > first + 20, timeout_s=30, what="the reply growing")
     page.screenshot(path=str(shots / "1-streaming.png"))
     page.get_by_role("button", name="Stop").click()
-    expect(page.get_by_text("· stopped", exact=False).first).to_be_visible(timeout=30_000)
+    footer = page.get_by_text("· stopped", exact=False).first
+    expect(footer).to_be_visible(timeout=30_000)
     stopped = len(reply.inner_text().strip())
     page.screenshot(path=str(shots / "2-stopped.png"))
     page.locator(".lm-TabBar-tab", has_text="Billing").first.click()
     expect(page.locator(".ds-balance").first).to_be_visible(timeout=30_000)
-    expect(page.get_by_text("capture", exact=True).first).to_be_visible(timeout=30_000)
+    captures = page.locator("tr", has=page.get_by_role("cell", name="capture", exact=True))  # ledger rows
+    expect(captures).to_have_count(2, timeout=30_000)  # the magic's reply and the stopped one (newest first)
+    capture = captures.first
+    expect(page.locator("svg.ds-usage-chart").first).to_be_visible(timeout=30_000)
     page.screenshot(path=str(shots / "3-billing.png"))
     assert len(reply.inner_text().strip()) == stopped  # nothing arrived after Stop
-    (shots / "ok.json").write_text(json.dumps({"reply_chars": stopped}))
+    shown = {"footer": footer.inner_text(), "capture": capture.inner_text(), "reply_chars": str(stopped)}
+    (shots / "ok.json").write_text(json.dumps(shown))
+    return shown
