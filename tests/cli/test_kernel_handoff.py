@@ -95,7 +95,10 @@ def test_remote_mode_kernel_gets_its_hub_users_token_from_the_shared_gateway(tmp
         gateway.wait_for(gateway_url + "/deepspace/api/health/ready", timeout=60)
         server_home = make_home(tmp_path / "server", init=False)
         empty_data = tmp_path / "server" / "data"
-        server_home.env.update(DEEPSPACE_GATEWAY_URL=gateway_url, JUPYTERHUB_API_TOKEN="tok-alice")
+        # settings an operator left on the server (remote mode needs none) must not reach kernels either
+        server_home.env.update(DEEPSPACE_GATEWAY_URL=gateway_url, JUPYTERHUB_API_TOKEN="tok-alice",
+                               DEEPSPACE_UPSTREAM_API_KEY="upstream-secret", DEEPSPACE_SECRET_KEY="s" * 48,
+                               DEEPSPACE_DATABASE_URL=f"sqlite:///{empty_data / 'deepspace.db'}")
         port = free_port()
         server = procs([JUPYTER, "server", "--no-browser", f"--port={port}", f"--ServerApp.token={TOKEN}",
                         f"--ServerApp.jpserver_extensions={ {EXTENSION: True, **OTHERS_OFF}!r}",
