@@ -59,7 +59,7 @@ def test_cell_magic_streams_the_answer_with_a_footer(shell: InteractiveShell, ga
     expected = DeepSpaceClient(base_url=gateway.url, api_key=gateway.tenant.api_key).chat(
         MODEL, [{"role": "user", "content": "Tell me about comets [sim:tokens=12]\n"}])["choices"][0]["message"]
     assert final.startswith(expected["content"])  # {topic} was filled in: the same reply
-    assert "12 generated" in final and "credits" in final and MODEL in final
+    assert "12 generated" in final and "credits" in final and "— credits" not in final and MODEL in final
     assert len(shown) >= 2  # the first display, then updates as it streamed
 
 
