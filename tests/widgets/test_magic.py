@@ -97,24 +97,30 @@ def test_errors_are_shown_with_the_servers_message(shell: InteractiveShell) -> N
     assert "invalid_magic" in shown[-1]
 
 
+def interrupted(shell: InteractiveShell, line: str) -> str:
+    """Run a long ``%%deepspace`` cell, send this process SIGINT (what a kernel interrupt sends)
+    once the reply is streaming, and return the cell's final output."""
+    previous = signal.getsignal(signal.SIGINT)
+    with capture_output() as captured:
+        def interrupt_mid_stream() -> None:
+            wait_for(lambda: len(captured.outputs) >= 3, timeout_s=30)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        interrupter = threading.Thread(target=interrupt_mid_stream)
+        interrupter.start()
+        shell.run_cell_magic("deepspace", line, "long [sim:tokens=400] [sim:token_latency_ms=20]")
+        interrupter.join()
+    assert signal.getsignal(signal.SIGINT) is previous  # the usual handler is back
+    return markdown_outputs(captured)[-1]
+
+
 def test_a_kernel_interrupt_stops_a_reply_in_a_conversation_which_ends_with_its_bill(
         shell: InteractiveShell, gateway: Gateway) -> None:
     """SIGINT (what a kernel interrupt sends) while the reply streams: the Gateway cancels it, the
     reply is kept and stored, and the footer shows what was generated, delivered and billed."""
     client = DeepSpaceClient(base_url=gateway.url, api_key=gateway.tenant.api_key)
     conv = client.create_conversation("stop")["id"]
-    previous = signal.getsignal(signal.SIGINT)
-    with capture_output() as captured:
-        def interrupt_mid_stream() -> None:
-            wait_for(lambda: len(captured.outputs) >= 3, timeout_s=30)  # the reply is streaming
-            os.kill(os.getpid(), signal.SIGINT)
-
-        interrupter = threading.Thread(target=interrupt_mid_stream)
-        interrupter.start()
-        shell.run_cell_magic("deepspace", f"--conversation {conv}", "long [sim:tokens=400] [sim:token_latency_ms=20]")
-        interrupter.join()
-    assert signal.getsignal(signal.SIGINT) is previous  # the usual handler is back
-    final = markdown_outputs(captured)[-1]
+    final = interrupted(shell, f"--conversation {conv}")
     counts = re.search(r"(\d+) generated · (\d+) delivered · (\S+) credits · stopped", final)
     assert counts and 0 < int(counts[2]) <= int(counts[1]) < 400, final
     stored = client.conversation(conv)["messages"]
@@ -122,3 +128,9 @@ def test_a_kernel_interrupt_stops_a_reply_in_a_conversation_which_ends_with_its_
     record = client.usage(limit=1)["data"][0]
     assert record["error_code"] == "cancelled" and record["status"] == "captured"
     assert record["completion_tokens"] == int(counts[1]) and counts[3] == credits(record["cost_micros"])
+
+
+def test_a_kernel_interrupt_cuts_a_stateless_reply_off(shell: InteractiveShell) -> None:
+    final = interrupted(shell, f"-m {MODEL}")
+    text, footer = final.split("\n\n---\n")
+    assert footer == f"*{MODEL} · stopped*" and 0 < len(text.split()) < 400  # left mid-way, shown as stopped
