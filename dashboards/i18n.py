@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from .i18n_pages import TEXT_PAGES
+
 LANGS = ("en", "zh")
 
 TEXT: dict[str, dict[str, str]] = {
@@ -87,6 +89,9 @@ TEXT: dict[str, dict[str, str]] = {
         "what_system": "API 密钥和 Webhook",
     },
 }
+
+TEXT["en"].update(TEXT_PAGES["en"])  # the Dashboard, Models, Billing and Audit pages' text
+TEXT["zh"].update(TEXT_PAGES["zh"])
 
 
 def pick_language(setting: str | None = None, accept_language: str | None = None) -> str:

@@ -58,6 +58,8 @@ class AdminShell(Viewer):
         """(Re)build every label in the current language; pages are made anew."""
         t = self.text
         self.pages = {cls.key: cls(self.client, text=t, identity=self.identity) for cls in PAGES}
+        for page in self.pages.values():
+            page.navigate = self.go
         current = self.nav.value if self.nav.value in self.pages else PAGES[0].key
         self.nav.param.update(options={t(key): key for key in self.pages}, value=current)
         # names come from the Gateway: escaped, never read as markup
@@ -82,6 +84,12 @@ class AdminShell(Viewer):
         self.main.objects = [page]
         pn.state.execute(page.load)
         return page
+
+    def go(self, key: str, tab: str | None = None) -> None:
+        """Open page ``key`` at its part ``tab``: what a page's links (the Dashboard's) call."""
+        self.nav.value = key
+        if tab is not None and self.current is not None:
+            self.current.focus(tab)
 
     async def load(self) -> None:
         """What the header needs from the Gateway (readiness, the simulated flag)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import panel as pn
@@ -18,6 +19,8 @@ class Page(Viewer):
     reads what it shows through the client (called when the page is opened)."""
 
     key: ClassVar[str] = ""
+    #: set by the shell: ``navigate(page_key, tab)`` opens another page, at one of its tabs
+    navigate: Callable[[str, str | None], None] | None = None
 
     def __init__(self, client: AsyncDeepSpaceClient, *, text: Text, identity: Identity | None = None) -> None:
         super().__init__()
@@ -25,6 +28,9 @@ class Page(Viewer):
 
     async def load(self) -> None:
         """Read the page's data; nothing by default."""
+
+    def focus(self, tab: str) -> None:
+        """Show the part ``tab`` names (a page with tabs overrides it); nothing by default."""
 
     def body(self) -> pn.viewable.Viewable:
         raise NotImplementedError
