@@ -1,15 +1,37 @@
 """The Billing page on the Admin API's money routes: wallets and ledger entries paged on the
-server, every org for a platform admin, their own org only for an org admin."""
+server, every org for a platform admin, their own org only for an org admin; crediting a
+wallet (once per operation however often it is clicked), usage records, credit codes, and
+exports and statements as Worker jobs with their progress."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from deepspace_lab.client import DeepSpaceClient, InvalidRequestError
 from deepspace_lab.dashboards import Text, sign_in
 from deepspace_lab.dashboards.pages import BillingPage
+from deepspace_lab.dashboards.values import parse_credits
+from deepspace_lab.db.base import utcnow
 
 from ..admin.conftest import AdminWorld
+from ..helpers import Gateway
 from ..identity.conftest import PASSWORD
-from .conftest import run
+from .conftest import key_client, run
 from .test_components import until
+
+MODEL = "deepspace-simulated-chat"
+
+
+@pytest.fixture
+def gateway(gateway_factory: Callable[..., Gateway]) -> Gateway:
+    """The admin world's gateway, with a Worker queue of its own (the export test starts a worker)."""
+    return gateway_factory(worker_backend="sqlite")
 
 
 def test_a_platform_admin_pages_every_orgs_wallets_and_entries(admin_world: AdminWorld) -> None:
@@ -51,6 +73,158 @@ def test_an_org_admin_sees_only_their_own_org(admin_world: AdminWorld) -> None:
             await page.load()
             assert [r["org_id"] for r in page.wallets.rows] == [w.a.id]
             assert page.transactions.rows and {r["org_id"] for r in page.transactions.rows} == {w.a.id}
+        finally:
+            await session.close()
+
+    run(scenario)
+
+
+def test_amounts_are_read_exactly_or_refused_with_a_code() -> None:
+    assert parse_credits("1.5", param="a") == 1_500_000 and parse_credits("1,000,000", param="a") == 10**12
+    assert parse_credits("0.000001", param="a") == 1
+    for bad in ("", "1.0000001", "abc", "1e400", "nan"):
+        with pytest.raises(InvalidRequestError) as refused:
+            parse_credits(bad, param="amount_micros")
+        assert (refused.value.code, refused.value.param) == ("invalid_amount", "amount_micros")
+
+
+def _ledger(w: AdminWorld, org_id: str, kind: str) -> list[dict[str, Any]]:
+    answer = w.call("GET", "/deepspace/admin/api/transactions", key=w.platform.read_key,
+                    params={"org_id": org_id, "type": kind, "limit": "200"})
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["data"])
+
+
+def test_a_wallet_credit_clicked_twice_moves_money_once(admin_world: AdminWorld) -> None:
+    w = admin_world
+
+    async def scenario() -> None:
+        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
+        try:
+            page = BillingPage(session.client, text=Text("en"), identity=session.identity)
+            form = page.adjust
+            form.fields["org_id"].value = w.a.id
+            form.fields["amount_micros"].value = "12.5"
+            form.fields["reason"].value = "goodwill"
+            first, second = await asyncio.gather(form.send(), form.send())  # a double click
+            assert sorted([first["replayed"], second["replayed"]]) == [False, True]
+            assert first["entry"]["id"] == second["entry"]["id"]
+            assert page.last_operation is not None
+            assert page.last_operation["wallet"]["balance_micros"] == 10**12 + 12_500_000
+            again = await form.send()  # the same form once more: still the same operation
+            assert again["replayed"] is True and "Already done" in page.outcome.object
+            form.fields["reason"].value = "goodwill, second time"  # a changed form is a new operation
+            assert (await form.send())["replayed"] is False and "Done: credit of 12.5" in page.outcome.object
+            credits_ = [e for e in _ledger(w, w.a.id, "credit") if e["amount_micros"] == 12_500_000]
+            assert sorted(e["reason"] for e in credits_) == ["goodwill", "goodwill, second time"]
+            row = page.wallets.table.value
+            assert row[row["org_id"] == w.a.id].iloc[0]["balance (credits)"] == "1,000,025"  # the table reloaded
+            page.verb.value = "debit"
+            form.fields["amount_micros"].value = "2000000"
+            assert await form.send() is None and form.last_error is not None
+            assert form.last_error[0] == "insufficient_funds"
+            form.fields["amount_micros"].value = "1.2345678"
+            assert await form.send() is None and form.last_error == ("invalid_amount", "amount_micros")
+            assert form.field_errors["amount_micros"].visible
+            assert [e["amount_micros"] for e in _ledger(w, w.a.id, "debit")] == []  # refused: nothing moved
+        finally:
+            await session.close()
+
+    run(scenario)
+
+
+def test_an_org_admin_has_no_money_forms_but_their_usage_records(admin_world: AdminWorld) -> None:
+    w = admin_world
+    for org in (w.a, w.b):
+        with DeepSpaceClient(base_url=w.gw.url, api_key=org.people["member"].key) as client:
+            client.chat(MODEL, [{"role": "user", "content": "hello [sim:tokens=2]"}])
+
+    async def scenario() -> None:
+        session = await sign_in(w.gw.url, w.a.people["admin"].email, PASSWORD)
+        try:
+            page = BillingPage(session.client, text=Text("en"), identity=session.identity)
+            assert page.codes is None and page.tab_keys == ["wallets", "transactions", "usage", "statements"]
+            assert "org_id" not in page.usage.filters
+            await page.load()
+            assert [(r["org_id"], r["model"]) for r in page.usage.rows] == [(w.a.id, MODEL)]
+            page.usage.filters["model"].value = "no-such-model"
+            await until(lambda: page.usage.rows == [])
+            page.focus("statements")
+            assert page.tabs.active == 3
+        finally:
+            await session.close()
+
+    run(scenario)
+
+
+def test_credit_codes_are_shown_once_listed_and_revoked(admin_world: AdminWorld) -> None:
+    w = admin_world
+
+    async def scenario() -> None:
+        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
+        try:
+            page = BillingPage(session.client, text=Text("en"), identity=session.identity)
+            codes = page.codes
+            assert codes is not None
+            await codes.load()
+            codes.create.fields["count"].value = "2"
+            codes.create.fields["amount_micros"].value = "five"
+            assert await codes.create.send() is None and codes.create.last_error == ("invalid_amount", "amount_micros")
+            codes.create.fields["amount_micros"].value = "5"
+            made = await codes.create.send()
+            shown = codes.new_codes.value.splitlines()
+            assert shown == made["codes"] and len(shown) == 2 and all(c.startswith("DSC-") for c in shown)
+            batch = made["batch"]["id"]
+            assert codes.batches.rows[0]["id"] == batch and codes.batch.value == batch
+            await until(lambda: len(codes.codes.rows) == 2)
+            assert {r["state"] for r in codes.codes.rows} == {"active"}
+            assert shown[0] not in str(codes.codes.rows)  # lists never hold a code itself
+            async with key_client(w.gw.url, w.a.people["member"].key) as member:
+                await member.redeem_code(shown[0])
+            codes.revoke_batch.fields["batch_id"].value = batch
+            await codes.revoke_batch.send()
+            assert sorted(r["state"] for r in codes.codes.rows) == ["redeemed", "revoked"]
+            assert codes.batches.rows[0]["states"]["revoked"] == 1
+            redeemed = next(r["id"] for r in codes.codes.rows if r["state"] == "redeemed")
+            codes.revoke_code.fields["code_id"].value = redeemed
+            assert await codes.revoke_code.send() is None
+            assert codes.revoke_code.last_error is not None and codes.revoke_code.last_error[0] == "code_redeemed"
+        finally:
+            await session.close()
+
+    run(scenario)
+
+
+def test_exports_and_statements_run_as_worker_jobs_with_progress(admin_world: AdminWorld,
+                                                                worker_factory: Callable[..., Any]) -> None:
+    w = admin_world
+    worker_factory(w.gw.settings)
+    with DeepSpaceClient(base_url=w.gw.url, api_key=w.a.people["member"].key) as client:
+        client.chat(MODEL, [{"role": "user", "content": "hello [sim:tokens=2]"}])
+
+    async def scenario() -> None:
+        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
+        try:
+            page = BillingPage(session.client, text=Text("en"), identity=session.identity)
+            export = page.exports["usage"]
+            export.progress.poll_interval_s = 0.05
+            page.usage.filters["org_id"].value = w.a.id
+            job = await export.form.send()
+            assert job is not None and job["state"] == "done" and job["params"]["orgs"] == w.a.id
+            assert export.progress.seen[-1] == ("done", 100.0) and export.progress.label.object == "Done"
+            ((name, content),) = export.downloads.items()
+            rows = list(csv.DictReader(io.StringIO(content.decode())))
+            assert name.endswith(".csv") and [r["org_id"] for r in rows] == [w.a.id]
+            statement = page.statements
+            statement.progress.poll_interval_s = 0.05
+            statement.form.fields["month"].value = "2026-13"
+            assert await statement.form.send() is None and statement.form.last_error is not None
+            assert statement.form.last_error[1] == "month"
+            statement.form.fields["month"].value = utcnow().strftime("%Y-%m")
+            job = await statement.form.send()
+            assert job is not None and job["state"] == "done"
+            assert sorted(statement.downloads) == [f"statement-{utcnow():%Y-%m}.csv", f"statement-{utcnow():%Y-%m}.md"]
+            assert b"closing_balance" in statement.downloads[f"statement-{utcnow():%Y-%m}.csv"]
         finally:
             await session.close()
 

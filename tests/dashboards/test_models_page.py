@@ -1,5 +1,6 @@
-"""The Models page on the Admin API: the catalog and a model's price history (in force,
-scheduled), for platform admins; an org admin is told it is theirs to manage."""
+"""The Models page on the Admin API: the catalog (enable, disable, add) and a model's prices
+(schedule one, the history in force and scheduled, refusals by their codes under their field),
+for platform admins; an org admin is told it is theirs to manage."""
 
 from __future__ import annotations
 
@@ -67,6 +68,57 @@ def test_an_org_admin_is_told_models_are_for_platform_admins(admin_world: AdminW
             await page.load()
             assert page.models == [] and not page.alert.visible  # nothing asked that would be refused
             assert "platform admins" in page.body().object
+        finally:
+            await session.close()
+
+    run(scenario)
+
+
+def test_a_platform_admin_toggles_a_model_adds_one_and_schedules_a_price(admin_world: AdminWorld) -> None:
+    w = admin_world
+
+    async def scenario() -> None:
+        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
+        try:
+            page = ModelsPage(session.client, text=Text("en"), identity=session.identity)
+            await page.load()
+            page.choice.value = next(m["id"] for m in page.models if m["name"] == MODEL)
+            await until(lambda: len(page.prices) == 1)
+            assert page.toggle.label == "Disable"
+            await page.set_enabled(False)
+            assert page.chosen is not None and page.chosen["enabled"] is False and page.toggle.label == "Enable"
+            assert page.catalog.value.set_index("name").loc[MODEL, "enabled"] == False  # noqa: E712
+            await page.set_enabled(True)
+            assert page.chosen["enabled"] is True and page.toggle.label == "Disable"
+
+            form, fields = page.price_form, page.price_form.fields
+            fields["input_micros_per_mtok"].value = "1.25"
+            fields["output_micros_per_mtok"].value = "two"
+            assert await form.send() is None and form.last_error == ("invalid_amount", "output_micros_per_mtok")
+            fields["output_micros_per_mtok"].value = "2"
+            fields["effective_at"].value = "next tuesday"
+            assert await form.send() is None and form.last_error is not None
+            assert form.last_error[1] == "effective_at" and form.field_errors["effective_at"].visible
+            when = (utcnow() + timedelta(days=10)).replace(microsecond=0)
+            fields["effective_at"].value = when.isoformat()
+            made = await form.send()
+            assert made is not None and made["scheduled"] is True and made["input_micros_per_mtok"] == 1_250_000
+            scheduled = page.prices[0]  # newest first: the history reloaded
+            assert (scheduled["scheduled"], scheduled["in_force"]) == (True, False)
+            assert page.history.value.iloc[0]["input_micros_per_mtok"] == "1.25"
+            fields["input_micros_per_mtok"].value = "3"
+            assert await form.send() is None and form.last_error is not None
+            assert form.last_error[0] == "price_version_exists"  # another price at the same time
+
+            add = page.add_form
+            add.fields["name"].value = "console-made-model"
+            add.fields["upstream_name"].value = "upstream-x"
+            add.fields["context_window"].value = "lots"
+            assert await add.send() is None and add.last_error == ("invalid_number", "context_window")
+            add.fields["context_window"].value = "16384"
+            assert (await add.send())["name"] == "console-made-model"
+            assert "console-made-model" in list(page.catalog.value["name"])
+            assert await add.send() is None and add.last_error is not None  # the same name again is refused
         finally:
             await session.close()
 
