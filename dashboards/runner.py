@@ -52,7 +52,7 @@ class JobRunner(Viewer):
         self.start, self.download, self.text = start, download, text
         self.progress = JobProgress(fetch_job, text=text, poll_interval_s=poll_interval_s)
         self.files = pn.Row(css_classes=["ds-files"])
-        self.form = ApiForm(fields, self.run, text=text, submit_label=label)
+        self.form = ApiForm(fields, self.run, text=text, submit_label=label, on_success=self._ended)
         #: the job as it ended (None until one did), and its files' contents by name
         self.job: dict[str, Any] | None = None
         self.downloads: dict[str, bytes] = {}
@@ -65,6 +65,9 @@ class JobRunner(Viewer):
         if self.job is not None and self.job.get("state") == "done":
             await self._fetch_files(job_files(self.job.get("result")))
         return self.job
+
+    def _ended(self, _job: Any) -> None:
+        self.form.done.visible = False  # the progress says how the job ended
 
     async def _fetch_files(self, files: list[dict[str, Any]]) -> None:
         shown: list[Any] = []

@@ -35,7 +35,7 @@ class AuditPage(Page):
         self.rows: list[dict[str, Any]] = []
         self.trace_id = pn.widgets.TextInput(label=t("filter_trace"), width=340, css_classes=["ds-trace-id"])
         self.lookup = ApiForm({"trace_id": self.trace_id}, self.look_up, text=t, required=("trace_id",),
-                              submit_label=t("look_up"))
+                              submit_label=t("look_up"), on_success=self._drawn)
         self.timeline = pn.Column(sizing_mode="stretch_width", css_classes=["ds-timeline"])
         filters: dict[str, pn.widgets.Widget] = {}
         if platform:
@@ -75,6 +75,9 @@ class AuditPage(Page):
             pn.pane.Bokeh(timeline_chart(self.rows, title=t("timeline")), sizing_mode="stretch_width"),
             pn.pane.HTML(timeline_html(self.rows), sizing_mode="stretch_width")]
         return answer
+
+    def _drawn(self, _answer: Any) -> None:
+        self.lookup.done.visible = False  # the timeline is the answer; nothing was saved
 
     async def open_trace(self, trace_id: str) -> None:
         self.trace_id.value = trace_id

@@ -97,6 +97,15 @@ def _chart_rows(rows: list[dict[str, Any]], key: str = "key") -> list[dict[str, 
             for r in rows]
 
 
+def day_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """The by-day trend with every day of the window, days without requests as zeros (a trend
+    line needs its empty days)."""
+    by_day = {row["key"]: row for row in view["trends"]["by_day"]}
+    first, last = (date.fromisoformat(str(view[k])[:10]) for k in ("since", "until"))
+    days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    return [by_day.get(day) or {"key": day, "requests": 0, "cost_micros": 0} for day in days]
+
+
 class DashboardPage(Page):
     key = "dashboard"
 
@@ -139,8 +148,12 @@ class DashboardPage(Page):
         self.alerts.objects = [self._anomaly_row(a) for a in self.anomalies] or [
             pn.pane.Alert(t("no_anomalies"), alert_type="success")]
         trends = view["trends"]
-        charts: list[Any] = [line_chart(_chart_rows(trends["by_day"]), x="key", y="credits",
-                                        title=t("cost_by_day"), y_label=t("credits")),
+        days = _chart_rows(day_rows(view))
+        by_day = [line_chart(days, x="key", y="credits", title=t("cost_by_day"), y_label=t("credits")),
+                  line_chart(days, x="key", y="requests", title=t("requests_by_day"))]
+        for fig in by_day:
+            fig.xaxis.major_label_orientation = 0.8  # a month of days side by side
+        charts: list[Any] = [*by_day,
                              bar_chart(_chart_rows(trends["by_model"]), x="key", y="credits",
                                        title=t("cost_by_model"), y_label=t("credits"))]
         if self.identity is None or not self.identity.scope:

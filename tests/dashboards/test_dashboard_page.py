@@ -107,7 +107,9 @@ def test_the_dashboard_shows_figures_spenders_and_links_to_where_to_act(admin_wo
             assert "Requests" in figures and ">4<" in figures and ">8<" in figures  # 4 requests, 8 credits
             assert list(page.spenders.value["Org"])[:2] == ["org a", "org b"]
             assert list(page.spenders.value["Cost (credits)"])[:2] == ["6", "2"]
-            assert len(page.charts.objects) == 3  # by day, by model, by org
+            assert len(page.charts.objects) == 4  # cost and requests by day, cost by model and by org
+            days = page.charts.objects[1].object.renderers[0].data_source.data
+            assert len(days["key"]) == 31 and sum(days["requests"]) == 4  # every day of the window, zeros too
             (low,) = [a for a in page.anomalies if a.kind == "low_balance"]
             assert "org b (0.5)" in low.message
             (row,) = [r for r in page.alerts.objects if "ds-anomaly-low_balance" in r.css_classes]
@@ -133,7 +135,7 @@ def test_an_org_admin_sees_their_own_org_only(admin_world: AdminWorld) -> None:
             await page.load()
             assert page.view is not None and page.view["org_id"] == w.a.id
             assert list(page.spenders.value["组织"]) == ["org a"]
-            assert len(page.charts.objects) == 2  # no chart across orgs
+            assert len(page.charts.objects) == 3  # no chart across orgs
         finally:
             await session.close()
 
