@@ -10,15 +10,14 @@ import httpx
 from sqlalchemy import insert
 
 from deepspace_lab.audit.models import AuditLog
-from deepspace_lab.dashboards import Text, sign_in
+from deepspace_lab.dashboards import Text
 from deepspace_lab.dashboards.pages import AuditPage
 from deepspace_lab.dashboards.timeline import timeline_rows
 from deepspace_lab.db.base import utcnow
 from deepspace_lab.workflows.models import StepRun, WorkflowRun
 
 from ..admin.conftest import AdminWorld
-from ..identity.conftest import PASSWORD
-from .conftest import run
+from .conftest import run, signed_in
 from .test_components import until
 
 MODEL = "deepspace-simulated-chat"
@@ -38,8 +37,7 @@ def test_a_requests_trace_is_a_timeline_and_the_log_finds_it(admin_world: AdminW
     trace = traced_chat(w, w.a.people["member"].key)
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.platform.email) as session:
             page = AuditPage(session.client, text=Text("en"), identity=session.identity)
             page.trace_id.value = "not a trace!"
             assert await page.lookup.send() is None and page.lookup.last_error == ("invalid_trace_id", "trace_id")
@@ -68,11 +66,8 @@ def test_a_requests_trace_is_a_timeline_and_the_log_finds_it(admin_world: AdminW
             page.focus("log")
             await page.open_trace(trace)  # what clicking the row does
             assert page.tabs.active == 0 and page.trace_id.value == trace and page.items == answer["items"]
-        finally:
-            await session.close()
 
-        other = await sign_in(w.gw.url, w.b.people["admin"].email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.b.people["admin"].email) as other:
             page = AuditPage(other.client, text=Text("zh"), identity=other.identity)
             assert "org_id" not in page.log.filters
             page.trace_id.value = trace  # org a's request
@@ -80,8 +75,6 @@ def test_a_requests_trace_is_a_timeline_and_the_log_finds_it(admin_world: AdminW
             assert "没有记录带有此链路 ID" in page.lookup.field_errors["trace_id"].object
             await page.load()
             assert trace not in {r["trace_id"] for r in page.log.rows}
-        finally:
-            await other.close()
 
     run(scenario)
 
@@ -107,8 +100,7 @@ def test_a_workflow_runs_trace_shows_the_run_and_its_steps(admin_world: AdminWor
                                          "status_code": 200, "created_at": at}])
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.a.people["admin"].email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.a.people["admin"].email) as session:
             page = AuditPage(session.client, text=Text("en"), identity=session.identity)
             page.trace_id.value = trace
             assert await page.lookup.send() is not None
@@ -116,15 +108,10 @@ def test_a_workflow_runs_trace_shows_the_run_and_its_steps(admin_world: AdminWor
             assert "workflow run plan-execute: succeeded, 0.0015 credits" in summaries
             assert "step plan (llm): succeeded" in summaries and "step check (verify): succeeded" in summaries
             assert "private words" not in str(page.items) and "secret plan" not in str(page.items)
-        finally:
-            await session.close()
-        other = await sign_in(w.gw.url, w.b.people["admin"].email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.b.people["admin"].email) as other:
             page = AuditPage(other.client, text=Text("en"), identity=other.identity)
             page.trace_id.value = trace
             assert await page.lookup.send() is None  # another org's run is not there at all
-        finally:
-            await other.close()
 
     run(scenario)
 

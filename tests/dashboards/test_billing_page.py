@@ -14,15 +14,14 @@ from typing import Any
 import pytest
 
 from deepspace_lab.client import DeepSpaceClient, InvalidRequestError
-from deepspace_lab.dashboards import Text, sign_in
+from deepspace_lab.dashboards import Text
 from deepspace_lab.dashboards.pages import BillingPage
 from deepspace_lab.dashboards.values import parse_credits
 from deepspace_lab.db.base import utcnow
 
 from ..admin.conftest import AdminWorld
 from ..helpers import Gateway
-from ..identity.conftest import PASSWORD
-from .conftest import key_client, run
+from .conftest import key_client, run, signed_in
 from .test_components import until
 
 MODEL = "deepspace-simulated-chat"
@@ -38,8 +37,7 @@ def test_a_platform_admin_pages_every_orgs_wallets_and_entries(admin_world: Admi
     w = admin_world
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.platform.email) as session:
             page = BillingPage(session.client, text=Text("en"), identity=session.identity)
             await page.load()
             orgs = {r["org_id"] for r in page.wallets.rows}
@@ -56,8 +54,6 @@ def test_a_platform_admin_pages_every_orgs_wallets_and_entries(admin_world: Admi
             first = page.wallets.rows
             await page.wallets.next_page()
             assert len(first) == len(page.wallets.rows) == 1 and first != page.wallets.rows
-        finally:
-            await session.close()
 
     run(scenario)
 
@@ -66,15 +62,12 @@ def test_an_org_admin_sees_only_their_own_org(admin_world: AdminWorld) -> None:
     w = admin_world
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.a.people["admin"].email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.a.people["admin"].email) as session:
             page = BillingPage(session.client, text=Text("zh"), identity=session.identity)
             assert "org_id" not in page.transactions.filters  # nothing to choose: the scope is one org
             await page.load()
             assert [r["org_id"] for r in page.wallets.rows] == [w.a.id]
             assert page.transactions.rows and {r["org_id"] for r in page.transactions.rows} == {w.a.id}
-        finally:
-            await session.close()
 
     run(scenario)
 
@@ -99,8 +92,7 @@ def test_a_wallet_credit_clicked_twice_moves_money_once(admin_world: AdminWorld)
     w = admin_world
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.platform.email) as session:
             page = BillingPage(session.client, text=Text("en"), identity=session.identity)
             form = page.adjust
             form.fields["org_id"].value = w.a.id
@@ -127,8 +119,6 @@ def test_a_wallet_credit_clicked_twice_moves_money_once(admin_world: AdminWorld)
             assert await form.send() is None and form.last_error == ("invalid_amount", "amount_micros")
             assert form.field_errors["amount_micros"].visible
             assert [e["amount_micros"] for e in _ledger(w, w.a.id, "debit")] == []  # refused: nothing moved
-        finally:
-            await session.close()
 
     run(scenario)
 
@@ -140,8 +130,7 @@ def test_an_org_admin_has_no_money_forms_but_their_usage_records(admin_world: Ad
             client.chat(MODEL, [{"role": "user", "content": "hello [sim:tokens=2]"}])
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.a.people["admin"].email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.a.people["admin"].email) as session:
             page = BillingPage(session.client, text=Text("en"), identity=session.identity)
             assert page.codes is None and page.tab_keys == ["wallets", "transactions", "usage", "statements"]
             assert "org_id" not in page.usage.filters
@@ -151,8 +140,6 @@ def test_an_org_admin_has_no_money_forms_but_their_usage_records(admin_world: Ad
             await until(lambda: page.usage.rows == [])
             page.focus("statements")
             assert page.tabs.active == 3
-        finally:
-            await session.close()
 
     run(scenario)
 
@@ -161,8 +148,7 @@ def test_credit_codes_are_shown_once_listed_and_revoked(admin_world: AdminWorld)
     w = admin_world
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.platform.email) as session:
             page = BillingPage(session.client, text=Text("en"), identity=session.identity)
             codes = page.codes
             assert codes is not None
@@ -189,8 +175,6 @@ def test_credit_codes_are_shown_once_listed_and_revoked(admin_world: AdminWorld)
             codes.revoke_code.fields["code_id"].value = redeemed
             assert await codes.revoke_code.send() is None
             assert codes.revoke_code.last_error is not None and codes.revoke_code.last_error[0] == "code_redeemed"
-        finally:
-            await session.close()
 
     run(scenario)
 
@@ -203,8 +187,7 @@ def test_exports_and_statements_run_as_worker_jobs_with_progress(admin_world: Ad
         client.chat(MODEL, [{"role": "user", "content": "hello [sim:tokens=2]"}])
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.platform.email) as session:
             page = BillingPage(session.client, text=Text("en"), identity=session.identity)
             export = page.exports["usage"]
             export.progress.poll_interval_s = 0.05
@@ -225,7 +208,5 @@ def test_exports_and_statements_run_as_worker_jobs_with_progress(admin_world: Ad
             assert job is not None and job["state"] == "done"
             assert sorted(statement.downloads) == [f"statement-{utcnow():%Y-%m}.csv", f"statement-{utcnow():%Y-%m}.md"]
             assert b"closing_balance" in statement.downloads[f"statement-{utcnow():%Y-%m}.csv"]
-        finally:
-            await session.close()
 
     run(scenario)

@@ -11,15 +11,14 @@ from sqlalchemy import insert
 
 from deepspace_lab.billing.models import UsageRecord
 from deepspace_lab.billing.rollups import roll_up_due
-from deepspace_lab.dashboards import AdminShell, Text, sign_in
+from deepspace_lab.dashboards import AdminShell, Text
 from deepspace_lab.dashboards.pages import BillingPage, DashboardPage
 from deepspace_lab.dashboards.pages.dashboard import find_anomalies
 from deepspace_lab.db import make_async_engine
 from deepspace_lab.db.base import utcnow
 
 from ..admin.conftest import AdminWorld
-from ..identity.conftest import PASSWORD
-from .conftest import run
+from .conftest import run, signed_in
 
 UNTIL = "2026-12-10T12:00:00+00:00"
 
@@ -96,8 +95,7 @@ def test_the_dashboard_shows_figures_spenders_and_links_to_where_to_act(admin_wo
            headers={"Idempotency-Key": "dash-low"}, json={"amount_micros": 10**12 - 500_000, "reason": "test"})
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.platform.email) as session:
             shell = AdminShell(session.client, session.identity, lang="en")
             page = shell.current
             assert isinstance(page, DashboardPage)
@@ -118,8 +116,6 @@ def test_the_dashboard_shows_figures_spenders_and_links_to_where_to_act(admin_wo
             assert isinstance(billing, BillingPage) and shell.nav.value == "billing" and billing.tabs.active == 0
             shell.go("billing", "usage")  # a link may open a page at one of its tabs
             assert shell.current is billing and billing.tabs.active == 2
-        finally:
-            await session.close()
 
     run(scenario)
 
@@ -129,14 +125,11 @@ def test_an_org_admin_sees_their_own_org_only(admin_world: AdminWorld) -> None:
     _usage_two_days_ago(w)
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.a.people["admin"].email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.a.people["admin"].email) as session:
             page = DashboardPage(session.client, text=Text("zh"), identity=session.identity)
             await page.load()
             assert page.view is not None and page.view["org_id"] == w.a.id
             assert list(page.spenders.value["组织"]) == ["org a"]
             assert len(page.charts.objects) == 3  # no chart across orgs
-        finally:
-            await session.close()
 
     run(scenario)

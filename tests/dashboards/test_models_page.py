@@ -8,14 +8,13 @@ import asyncio
 from datetime import timedelta
 
 from deepspace_lab.billing import set_price
-from deepspace_lab.dashboards import Text, sign_in
+from deepspace_lab.dashboards import Text
 from deepspace_lab.dashboards.pages import ModelsPage
 from deepspace_lab.db import make_async_engine, make_sessionmaker
 from deepspace_lab.db.base import utcnow
 
 from ..admin.conftest import AdminWorld
-from ..identity.conftest import PASSWORD
-from .conftest import run
+from .conftest import run, signed_in
 from .test_components import until
 
 MODEL = "deepspace-simulated-chat"
@@ -41,8 +40,7 @@ def test_a_platform_admin_sees_the_catalog_and_a_models_price_history(admin_worl
     schedule_price(w.gw.settings.database_url, days=3, input_micros=1_500_000)
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.platform.email) as session:
             page = ModelsPage(session.client, text=Text("en"), identity=session.identity)
             await page.load()
             assert MODEL in list(page.catalog.value["name"]) and not page.alert.visible
@@ -52,8 +50,6 @@ def test_a_platform_admin_sees_the_catalog_and_a_models_price_history(admin_worl
             assert (scheduled["scheduled"], scheduled["in_force"]) == (True, False)
             assert (current["scheduled"], current["in_force"]) == (False, True)
             assert page.history.value.iloc[0]["input_micros_per_mtok"] == "1.5"  # credits per Mtok, exact
-        finally:
-            await session.close()
 
     run(scenario)
 
@@ -62,14 +58,11 @@ def test_an_org_admin_is_told_models_are_for_platform_admins(admin_world: AdminW
     w = admin_world
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.a.people["admin"].email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.a.people["admin"].email) as session:
             page = ModelsPage(session.client, text=Text("en"), identity=session.identity)
             await page.load()
             assert page.models == [] and not page.alert.visible  # nothing asked that would be refused
             assert "platform admins" in page.body().object
-        finally:
-            await session.close()
 
     run(scenario)
 
@@ -78,8 +71,7 @@ def test_a_platform_admin_toggles_a_model_adds_one_and_schedules_a_price(admin_w
     w = admin_world
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.platform.email) as session:
             page = ModelsPage(session.client, text=Text("en"), identity=session.identity)
             await page.load()
             page.choice.value = next(m["id"] for m in page.models if m["name"] == MODEL)
@@ -119,7 +111,5 @@ def test_a_platform_admin_toggles_a_model_adds_one_and_schedules_a_price(admin_w
             assert (await add.send())["name"] == "console-made-model"
             assert "console-made-model" in list(page.catalog.value["name"])
             assert await add.send() is None and add.last_error is not None  # the same name again is refused
-        finally:
-            await session.close()
 
     run(scenario)
