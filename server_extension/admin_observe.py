@@ -137,6 +137,30 @@ class AdminExportsHandler(AdminHandler):
         await self.admin(kind="admin.export.create", work=work, write=True)
 
 
+class AdminStatementsHandler(AdminHandler):
+    """An org's monthly statement through the Worker's statement job; the files land in the
+    admin's own org's files, as an admin export's do."""
+
+    async def post(self) -> None:
+        async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
+            body = json_body(ctx, required=("month",), allowed=("month", "org_id"))
+            for name in body:
+                field(body, name, str)
+            org = self.target_org(ctx, check_id(body.get("org_id"), "org_id"))
+            if org is None:
+                raise InvalidRequest("name the org whose statement to make (`org_id`)", code="missing_field",
+                                     param="org_id")
+            await _check_scope(session, org, None)
+            params, p = {"month": body["month"], "org_id": org}, principal_of(ctx)
+            job = await submit_job(self.runtime.engine, self.runtime.job_queue, kind="statement",
+                                   trace_id=ctx.trace_id, org_id=p.org_id, project_id=p.project_id,
+                                   created_by=f"admin:{p.actor}", params=params)
+            ctx.detail.update(job_id=job.id, before=None, after={"statement": params})
+            return 202, job.to_dict()
+
+        await self.admin(kind="admin.statement.create", work=work, write=True)
+
+
 class AdminExportHandler(AdminHandler):
     async def get(self, job_id: str) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
@@ -204,6 +228,10 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
             ["holds_past_lease", "low_balances", "reconciliation", "error_rate"]),
         "rolled_until": {"type": "object", "additionalProperties": STR}},
         ["object", "since", "until", "org_id", "trends", "top_spenders", "anomalies", "rolled_until"]),
+    "AdminStatementRequest": obj({
+        "month": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+        "org_id": {**ID, "description": "the org whose statement (an org admin: their own, the default)"}},
+        ["month"]),
     "AdminExportRequest": obj({
         "dataset": {"enum": list(ADMIN_DATASETS)}, "format": {"enum": sorted(FORMATS)},
         "since": TIME, "until": TIME,
@@ -256,6 +284,9 @@ def openapi_paths() -> dict[str, Any]:
         f"{ADMIN}/exports": {"post": op("Export any org's (or every org's) usage, transactions or audit rows "
                                         "through the Worker; returns the job", "202", "Job",
                                         body="AdminExportRequest", errors=("404", "503"))},
+        f"{ADMIN}/statements": {"post": op("An org's monthly statement (Markdown and CSV) through the Worker, into "
+                                           "the admin's own org's files; returns the job", "202", "Job",
+                                           body="AdminStatementRequest", errors=("404", "503"))},
         f"{ADMIN}/exports/{{job_id}}": {"get": op("An admin export job, with its file link when done", "200", "Job",
                                                   errors=("404",), params=[path_id("job_id")])},
         f"{ADMIN}/metrics": {"get": metrics},
@@ -272,6 +303,7 @@ def default_handlers(runtime: Runtime) -> list[tuple[str, type, dict[str, Any]]]
         (ADMIN + r"/traces/([A-Za-z0-9_\-]{1,32})", TraceHandler, kwargs),
         (ADMIN + "/overview", OverviewHandler, kwargs),
         (ADMIN + "/exports", AdminExportsHandler, kwargs),
+        (ADMIN + "/statements", AdminStatementsHandler, kwargs),
         (ADMIN + "/exports/([A-Za-z0-9_]{1,40})", AdminExportHandler, kwargs),
         (ADMIN + "/metrics", MetricsHandler, kwargs),
     ]

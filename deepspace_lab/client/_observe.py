@@ -47,6 +47,12 @@ class ObserveCalls(Generic[R]):
                                   ("project_id", project_id), ("since", since), ("until", until)) if v is not None}
         return self._send(Call("POST", ADMIN + "/exports", json=body))
 
+    def admin_statement(self, month: str, *, org_id: str | None = None) -> R:
+        """Queue an org's monthly statement (``YYYY-MM``; an org admin's own org by default): the
+        job, in the admin's own org (poll ``job(id)``); its ``result["files"]`` when done."""
+        body = {"month": month, **({"org_id": org_id} if org_id is not None else {})}
+        return self._send(Call("POST", ADMIN + "/statements", json=body))
+
     def admin_export_job(self, job_id: str) -> R:
         """An admin export job; when done its ``result`` has the file's ``download_path``."""
         return self._send(Call("GET", f"{ADMIN}/exports/{job_id}"))

@@ -42,10 +42,13 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
 
 
 def _check(params: dict[str, Any]) -> dict[str, Any]:
-    if set(params) - {"month"} or "month" not in params or not isinstance(params["month"], str):
+    if set(params) - {"month", "org_id"} or "month" not in params or not isinstance(params["month"], str):
         raise JobParamsError("a statement takes `month` (YYYY-MM) and nothing else", param="month")
     month_bounds(params["month"])
-    return {"month": params["month"]}
+    org_id = params.get("org_id")
+    if org_id is not None and not isinstance(org_id, str):
+        raise JobParamsError("`org_id` is an org's id", param="org_id")
+    return {"month": params["month"], **({"org_id": org_id} if org_id else {})}
 
 
 def _t(value: datetime, name: str) -> Any:
@@ -131,8 +134,11 @@ async def _statement(ctx: JobContext) -> dict[str, Any]:
     if job.org_id is None:
         raise JobParamsError("a statement belongs to an org")
     month = job.params["month"]
+    # an admin's statement of another org (``org_id``) is written into the admin's own org's files
+    org_id = job.params.get("org_id") or job.org_id
+    name = f"statement-{month}" if org_id == job.org_id else f"statement-{month}-{org_id}"
     async with ctx.engine.connect() as conn:
-        data = await statement_data(conn, org_id=job.org_id, month=month)
+        data = await statement_data(conn, org_id=org_id, month=month)
     ctx.progress(1, 3)
     files = []
     for fmt, text, content_type in (("md", render_markdown(data), "text/markdown"),
@@ -143,7 +149,7 @@ async def _statement(ctx: JobContext) -> dict[str, Any]:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(body)
             stored = await store_local_file(
-                ctx.engine, ctx.storage, org_id=job.org_id, project_id=None, name=f"statement-{month}.{fmt}",
+                ctx.engine, ctx.storage, org_id=job.org_id, project_id=None, name=f"{name}.{fmt}",
                 content_type=content_type, local_path=path, size_bytes=len(body),
                 sha256=hashlib.sha256(body).hexdigest(), kind="statement", created_by=job.created_by,
                 job_id=job.id, trace_id=job.trace_id)
@@ -152,7 +158,7 @@ async def _statement(ctx: JobContext) -> dict[str, Any]:
         files.append({"file_id": stored.id, "name": stored.name, "format": fmt,
                       "download_path": f"/deepspace/api/files/{stored.id}/content"})
         ctx.progress(len(files) + 1, 3)
-    return {"month": month, "files": files, "closing_balance_micros": data["closing_balance_micros"]}
+    return {"month": month, "org_id": org_id, "files": files, "closing_balance_micros": data["closing_balance_micros"]}
 
 
 STATEMENT = JobKind("statement", _statement, _check,

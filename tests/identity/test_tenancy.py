@@ -363,6 +363,14 @@ def admin_export_only_own_org(world: World) -> None:
     assert mine.json()["params"]["orgs"] == world.b.id
 
 
+def admin_statement_only_own_org(world: World) -> None:
+    token = _b_admin(world)
+    foreign = world.call("POST", ADMIN + "/statements", token=token, json={"month": "2026-11", "org_id": world.a.id})
+    assert foreign.status_code == 404, foreign.text
+    mine = world.call("POST", ADMIN + "/statements", token=token, json={"month": "2026-11"})
+    assert mine.status_code == 202 and mine.json()["params"]["org_id"] == world.b.id
+
+
 A = "/deepspace/api"
 ADMIN = "/deepspace/admin/api"
 CASES: dict[tuple[str, str], Callable[[World], None]] = {
@@ -419,6 +427,7 @@ CASES: dict[tuple[str, str], Callable[[World], None]] = {
     (f"{ADMIN}/overview", "get"): admin_observe_only_own_org,
     (f"{ADMIN}/exports", "post"): admin_export_only_own_org,
     (f"{ADMIN}/exports/{{job_id}}", "get"): admin_export_only_own_org,
+    (f"{ADMIN}/statements", "post"): admin_statement_only_own_org,
 }
 #: Routes with no tenant data, or that act only on the caller's own credential.
 EXEMPT = {
