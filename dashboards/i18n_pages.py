@@ -44,7 +44,7 @@ TEXT_PAGES: dict[str, dict[str, str]] = {
         "money_replayed": "Already done (the same operation was sent before): {type} of {amount} credits; the "
                           "balance is {balance}.",
         "month": "Month (YYYY-MM)", "make_statement": "Make the statement",
-        "statements_intro": "Your org's monthly statement (usage by project and model, credits, debits, captures, "
+        "statements_intro": "An org's monthly statement (usage by project and model, credits, debits, captures, "
                             "refunds, opening and closing balance) as Markdown and CSV, made by the Worker.",
         "format": "Format", "export": "Export",
         "code_count": "How many", "expires_at": "Expires at (optional)", "code_org": "Only for org (optional)",
@@ -97,7 +97,7 @@ TEXT_PAGES: dict[str, dict[str, str]] = {
         "money_moved": "已完成：{type} {amount} 积分；当前余额 {balance}。",
         "money_replayed": "已执行过（同一操作此前已提交）：{type} {amount} 积分；余额 {balance}。",
         "month": "月份（YYYY-MM）", "make_statement": "生成账单",
-        "statements_intro": "本组织的月度账单（按项目和模型的用量、充值、扣减、结算、退款、期初和期末余额），"
+        "statements_intro": "组织的月度账单（按项目和模型的用量、充值、扣减、结算、退款、期初和期末余额），"
                             "由 Worker 生成 Markdown 和 CSV。",
         "format": "格式", "export": "导出",
         "code_count": "数量", "expires_at": "过期时间（可选）", "code_org": "仅限组织（可选）",

@@ -2,7 +2,7 @@
 and statements, on the Admin API (``/deepspace/admin/api/wallets``, ``…/transactions``,
 ``…/usage``, ``…/credit-code-batches``). Tables page on the server with filters; exports and
 statements are Worker jobs shown with their progress. An org admin sees their own org's
-wallet, entries and usage; moving money and credit codes are for platform admins.
+wallet, entries, usage and statements; moving money and credit codes are for platform admins.
 
 A wallet operation carries an ``Idempotency-Key`` made when its form is filled in: clicking
 twice (or a retry after a lost answer) sends the same key and the Gateway replays the first
@@ -84,10 +84,11 @@ class BillingPage(Page):
         self.last_operation: dict[str, Any] | None = None
         self.outcome = pn.pane.Markdown("", css_classes=["ds-money-outcome"])
         self.codes = CodesPanel(self.client, text=t) if self.platform else None
-        self.statements = JobRunner({"month": pn.widgets.TextInput(label=t("month"), value=last_month())},
-                                    start=lambda v: self.client.request_statement(v["month"].strip()),
-                                    fetch_job=self.client.job, download=self.client.download, text=t,
-                                    label=t("make_statement"))
+        self.statements = JobRunner(
+            {"month": pn.widgets.TextInput(label=t("month"), value=last_month()), **org_filter()},
+            start=lambda v: self.client.admin_statement(v["month"].strip(),
+                                                        org_id=(v.get("org_id") or "").strip() or None),
+            fetch_job=self.client.job, download=self.client.download, text=t, label=t("make_statement"))
         self.tabs = pn.Tabs(*self._tabs(), sizing_mode="stretch_width")
 
     def _export(self, dataset: str, table: PagedTable) -> JobRunner:

@@ -198,15 +198,23 @@ def test_exports_and_statements_run_as_worker_jobs_with_progress(admin_world: Ad
             ((name, content),) = export.downloads.items()
             rows = list(csv.DictReader(io.StringIO(content.decode())))
             assert name.endswith(".csv") and [r["org_id"] for r in rows] == [w.a.id]
-            statement = page.statements
+            statement, month = page.statements, f"{utcnow():%Y-%m}"
             statement.progress.poll_interval_s = 0.05
+            statement.form.fields["month"].value = month
+            assert await statement.form.send() is None  # a platform admin names the org
+            assert statement.form.last_error == ("missing_field", "org_id")
+            statement.form.fields["org_id"].value = w.a.id
             statement.form.fields["month"].value = "2026-13"
             assert await statement.form.send() is None and statement.form.last_error is not None
             assert statement.form.last_error[1] == "month"
-            statement.form.fields["month"].value = utcnow().strftime("%Y-%m")
+            statement.form.fields["month"].value = month
             job = await statement.form.send()
-            assert job is not None and job["state"] == "done"
-            assert sorted(statement.downloads) == [f"statement-{utcnow():%Y-%m}.csv", f"statement-{utcnow():%Y-%m}.md"]
-            assert b"closing_balance" in statement.downloads[f"statement-{utcnow():%Y-%m}.csv"]
+            assert job is not None and job["state"] == "done" and job["params"]["org_id"] == w.a.id
+            name = f"statement-{month}-{w.a.id}"
+            assert sorted(statement.downloads) == [f"{name}.csv", f"{name}.md"]
+            closing = next(r for r in csv.reader(io.StringIO(statement.downloads[f"{name}.csv"].decode()))
+                           if r[0] == "closing_balance")
+            wallet = await session.client.admin_wallet(w.a.id)
+            assert closing[-1] == str(wallet["balance_micros"])  # org a's money (after its chat), not the admin's
 
     run(scenario)
