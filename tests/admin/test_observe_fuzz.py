@@ -15,7 +15,7 @@ from deepspace_lab.server_extension.openapi import openapi_document
 from ..api.test_schemathesis import filter_query
 
 schema = schemathesis.openapi.from_dict(openapi_document()).include(
-    path_regex="^/deepspace/admin/api/(usage|audit|traces|overview|exports|metrics)")
+    path_regex="^/deepspace/admin/api/(usage|audit|traces|overview|exports|statements|metrics)")
 
 
 
