@@ -23,14 +23,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from ..cli.conftest import CLI, MODEL, Proc, Processes, clean_environ, free_port, run_cli, run_json, sql
-from ..conftest import IN_CI, REDIS_URL, _require
-from ..helpers import TEST_SECRET
+from ..conftest import IN_CI, REDIS_URL, _require, make_settings
+from ..helpers import TEST_SECRET, make_tenant
 from .redis_proc import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -184,12 +185,12 @@ class Deployment:
     tenants: dict[str, Tenant] = field(default_factory=dict)
 
 
-def _tenant(env: dict[str, str], name: str) -> Tenant:
-    org = run_json(["orgs", "create", "--name", f"rate-{name}", "--owner-email", "admin@localhost"], env)
-    key = run_json(["keys", "create", "--email", "admin@localhost", "--project", org["project_id"],
-                    "--name", name], env)
-    run_json(["wallet", "credit", "--org", org["id"], "--micros", "1000000000", "--reason", "test"], env)
-    return Tenant(org["id"], org["project_id"], key["api_key"])
+def _tenant(db_url: str, root: Path, name: str) -> Tenant:
+    """An org with a project, an API key and credit, made in this process: what these tests
+    check is the gateways and the `policy` commands, not the commands that make orgs (they have
+    their own tests), and 21 CLI processes cost more than the rest of the setup."""
+    made = make_tenant(make_settings(db_url, root / "tenants"), email=f"rate-{name}@example.org")
+    return Tenant(made.org_id, made.project_id, made.api_key)
 
 
 @pytest.fixture(scope="module")
@@ -222,9 +223,9 @@ def deployment(pg_databases: Any, tmp_path_factory: pytest.TempPathFactory) -> I
             port = free_port()
             started[name] = (procs([CLI, "gateway", "--port", str(port)], gw_env, name=f"gateway-{name}"),
                              f"http://127.0.0.1:{port}")
-        run_json(["init"], env)
+        run_json(["init"], env)  # migrated, with the operator the CLI acts as
         with ThreadPoolExecutor(len(TENANTS)) as pool:  # while the gateways start
-            tenants = dict(zip(TENANTS, pool.map(lambda n: _tenant(env, n), TENANTS), strict=True))
+            tenants = dict(zip(TENANTS, pool.map(lambda n: _tenant(db_url, root, n), TENANTS), strict=True))
         for proc, root_url in started.values():
             proc.wait_for(root_url + "/deepspace/api/health", timeout=45)
         base = {name: root_url + "/deepspace/v1" for name, (_proc, root_url) in started.items()}
@@ -379,19 +380,21 @@ def test_new_api_969_a_burst_over_two_gateways_admits_exactly_the_rpm(deployment
 # -- 2. a concurrency limit across processes ----------------------------------------------------
 
 
-def test_litellm_16011_a_concurrency_limit_holds_across_two_gateways(deployment: Deployment,
-                                                                     http: httpx.Client) -> None:
-    """``--concurrency 5``, 40 requests at once over two processes: the upstream never sees
-    more than 5 at once and sees exactly 5 (both processes shared one limit under contention);
-    the others get 429; once they end, all 5 slots are free again."""
+def test_new_api_2071_litellm_16011_a_concurrency_limit_holds_across_two_gateways(deployment: Deployment,
+                                                                                 http: httpx.Client) -> None:
+    """``--concurrency 5`` set with the CLI, 120 requests at once over two processes (new-api
+    #2071: the setting had no effect and users reached 100+ in flight; LiteLLM #16011: each
+    process counted its own): the upstream never sees more than 5 at once and sees exactly 5
+    (both processes shared one limit under contention); the others get 429; once they end, all
+    5 slots are free again."""
     d, tenant = deployment, deployment.tenants["concurrency"]
     set_rate_limit(d, tenant, concurrency=5)
     d.upstream.reset(gated=True)
-    with ThreadPoolExecutor(40) as pool:
-        responses = hold_until_settled(d, fire(pool, 40, over_both(http, d, tenant)))
+    with ThreadPoolExecutor(120) as pool:
+        responses = hold_until_settled(d, fire(pool, 120, over_both(http, d, tenant)))
 
     assert d.upstream.max_in_flight == 5 and d.upstream.calls == 5
-    assert Counter(r.status_code for r in responses) == {200: 5, 429: 35}
+    assert Counter(r.status_code for r in responses) == {200: 5, 429: 115}
     for response in responses:
         if response.status_code == 429:
             assert_rate_limited(response, "concurrent requests")
