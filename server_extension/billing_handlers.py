@@ -123,15 +123,11 @@ class RedeemHandler(ApiHandler):
             body = json_body(ctx, required=("code",), allowed=("code",))
             code = field(body, "code", str)
             p = principal_of(ctx)
-            limiter = self.runtime.redeem_limiter
-            await limiter.check(p.user_id)
-            try:
+            failures = (InvalidCodeError, CodeRedeemedError, CodeExpiredError, CodeRevokedError)
+            async with self.runtime.redeem_limiter.attempt(p.user_id, failures=failures):
                 done = await redeem_code(session, secret_key=self.runtime.settings.require_secret_key(), code=code,
                                          org_id=p.org_id, user_id=p.user_id, actor=f"user:{p.user_id}",
                                          trace_id=ctx.trace_id, request_id=ctx.request_id)
-            except (InvalidCodeError, CodeRedeemedError, CodeExpiredError, CodeRevokedError):
-                await limiter.failed(p.user_id)
-                raise
             ctx.detail.update(code_id=done.code.id, batch_id=done.batch_id, entry_id=done.entry.id,
                               amount_micros=done.entry.amount_micros)  # never the code
             return 200, {"object": "redemption", "amount_micros": done.entry.amount_micros,

@@ -49,16 +49,9 @@ class LoginHandler(ApiHandler):
         body = json_body(ctx, required=("email", "password"), allowed=("email", "password"))
         email, password = field(body, "email", str), field(body, "password", str)
         ctx.detail["email"] = email[:320]
-        address = ctx.client_ip or "unknown"
-        limiter = self.runtime.login_limiter
-        await limiter.check(address)
-        try:
+        async with self.runtime.login_limiter.attempt(ctx.client_ip or "unknown", failures=(AuthError,)):
             pair = await login(session, secret_key=self.runtime.settings.require_secret_key(), email=email,
                                password=password, client_ip=ctx.client_ip)
-        except AuthError:
-            await limiter.failed(address)
-            raise
-        await limiter.succeeded(address)
         ctx.detail["user_id"] = pair.user_id
         return 200, pair.to_dict()
 

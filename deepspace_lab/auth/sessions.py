@@ -13,8 +13,8 @@ authentication.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +44,14 @@ def _dummy_hash() -> str:
     wrong password. Made on first use: at import it cost every CLI command and process start a
     full hash (~0.2-0.3 s)."""
     return hash_password(secrets.token_urlsafe(16))
+
+
+async def _verify(password_hash: str | None, password: str) -> bool:
+    """Check a password (against the dummy hash when ``password_hash`` is None) off the event
+    loop: argon2 takes ~0.17 s of CPU (and releases the GIL), which on the loop would stall every
+    stream of the process and time out its Redis calls (the login limiter's included) during a
+    burst of logins."""
+    return await asyncio.to_thread(lambda: verify_password(password_hash or _dummy_hash(), password))
 
 
 @dataclass(frozen=True)
@@ -82,12 +90,12 @@ async def login(session: AsyncSession, *, secret_key: str, email: str, password:
     now = utcnow()
     user = (await session.execute(select(User).where(User.email == email.strip().lower()))).scalar_one_or_none()
     if user is None or user.password_hash is None:
-        verify_password(_dummy_hash(), password)
+        await _verify(None, password)
         raise AuthError(_BAD_LOGIN, code="invalid_credentials")
     if user.locked_until is not None and user.locked_until > now:
         raise AuthError("too many failed logins: the account is locked for a while", code="account_locked",
                         retry_after_s=(user.locked_until - now).total_seconds())
-    if not verify_password(user.password_hash, password):
+    if not await _verify(user.password_hash, password):
         user.failed_logins = (user.failed_logins or 0) + 1
         if user.failed_logins >= MAX_FAILED_LOGINS:
             user.locked_until = now + LOCKOUT

@@ -6,6 +6,8 @@ The cross-process cases (Redis shared by several gateways) are in ``test_scale_o
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +16,7 @@ import httpx
 import pytest
 
 from deepspace_lab.billing import set_budget
+from deepspace_lab.policy.limiter import RedisLimiter
 from deepspace_lab.policy.service import delete_policy, set_policy
 
 from ..billing_pipeline.conftest import MODEL, assert_billed_once, body, post, rows, wallet
@@ -205,25 +208,49 @@ def test_zero_means_no_limit_of_that_kind(gw: Gateway, spec: dict[str, int]) -> 
 def test_failed_logins_from_one_address_are_counted_across_gateways_sharing_redis(
         billed_gateways: Callable[..., Gateway], redis_url: str) -> None:
     """The login limiter moved onto the shared limiter: two processes on one Redis allow one
-    address ten failures in all, not ten each. (Behind a trusted proxy, so the test can pick an
-    address no other test uses.)"""
+    address ten failures in all, not ten each — one after another, and in a burst over both
+    at once, where exactly ten run (new-api #969's check-then-count let a whole burst through).
+    (Behind a trusted proxy, so the test can pick addresses no other test uses.)"""
     import secrets
 
     first = billed_gateways(redis_url=redis_url, trusted_proxies="127.0.0.1")
     second = billed_gateways(redis_url=redis_url, trusted_proxies="127.0.0.1",
                              database_url=first.settings.database_url)
-    client = {"X-Forwarded-For": f"2001:db8:{secrets.token_hex(2)}::{secrets.token_hex(2)}"}
 
-    def attempt(gw: Gateway) -> httpx.Response:
-        return httpx.post(gw.url + "/deepspace/api/auth/login", headers=client, timeout=30,
+    def address() -> str:
+        return f"2001:db8:{secrets.token_hex(2)}::{secrets.token_hex(2)}"
+
+    def attempt(gw: Gateway, client: str) -> httpx.Response:
+        return httpx.post(gw.url + "/deepspace/api/auth/login", headers={"X-Forwarded-For": client}, timeout=30,
                           json={"email": "nobody@example.org", "password": "not-the-password"})
 
-    codes = [attempt(gw).status_code for gw in (first, second) * 5]
+    client = address()
+    codes = [attempt(gw, client).status_code for gw in (first, second) * 5]
     assert codes == [401] * 10
     for gw in (first, second):
-        limited = attempt(gw)
+        limited = attempt(gw, client)
         assert limited.status_code == 429 and error_code(limited) == "login_rate_limited"
         assert int(limited.headers["Retry-After"]) >= 1
+
+    async def burst(client: str) -> list[httpx.Response]:  # one client thread: the gateways keep the GIL
+        async with httpx.AsyncClient(timeout=30, headers={"X-Forwarded-For": client}) as http:
+            return list(await asyncio.gather(*(
+                http.post(gw.url + "/deepspace/api/auth/login", json={"email": "nobody@example.org",
+                                                                      "password": "not-the-password"})
+                for gw in (first, second) * 10)))
+
+    # The burst is about counting, not about outages: a patient client, so that this process's
+    # loops, starved on a busy test machine, do not read as Redis being down (then logins fail open).
+    patient = [(gw, RedisLimiter(redis_url, timeout_s=10.0)) for gw in (first, second)]  # one per loop
+    for gw, limiter in patient:
+        gw.runtime.login_limiter.limiter = limiter
+    try:
+        answers = asyncio.run(burst(address()))
+    finally:
+        for gw, limiter in patient:
+            gw.loop.run(limiter.close())
+    assert Counter(a.status_code for a in answers) == {401: 10, 429: 10}
+    assert {error_code(a) for a in answers if a.status_code == 429} == {"login_rate_limited"}
 
 
 def test_a_call_longer_than_its_lease_keeps_its_hold_and_its_slot(billed_gateways: Callable[..., Gateway]) -> None:

@@ -7,6 +7,7 @@ loops in two threads sharing one Redis; for memory, two groups of tasks on one l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import socket
 import threading
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
+from deepspace_lab.errors import RateLimited
 from deepspace_lab.policy.limiter import (
     Limit,
     Limiter,
@@ -27,6 +29,7 @@ from deepspace_lab.policy.limiter import (
     RedisLimiter,
     make_limiter,
 )
+from deepspace_lab.policy.login import FailureLimiter, LoginLimiter
 
 from .redis_proc import RedisServer, free_port
 
@@ -399,6 +402,47 @@ def test_failed_logins_are_added_peeked_and_cleared(make: MakeLimiter) -> None:
         await limiter.clear(failures.key)
         assert await limiter.usage([failures, other]) == [0, 1]
         assert await limiter.peek([failures]) is None
+
+    run(make, scenario)
+
+
+class WrongPassword(Exception):
+    pass
+
+
+def test_an_attempt_takes_its_place_first_and_only_failures_keep_it(make: MakeLimiter) -> None:
+    """The failure limiter (logins, redemptions) counts an attempt before it runs, so attempts
+    running at once never pass the budget; a failure stays counted, any other outcome gives its
+    place back, and a successful login clears the subject."""
+
+    async def attempt(failures: FailureLimiter, subject: str, outcome: type[BaseException] | None) -> None:
+        async with failures.attempt(subject, failures=(WrongPassword,)):
+            await asyncio.sleep(0)  # the others try while this one runs
+            if outcome is not None:
+                raise outcome
+
+    async def scenario(limiter: Limiter) -> None:
+        redeem, subject = FailureLimiter(limiter, max_failures=3, name="redeem"), member()
+        done = await asyncio.gather(*(attempt(redeem, subject, WrongPassword) for _ in range(8)),
+                                    return_exceptions=True)
+        assert sorted(type(e).__name__ for e in done) == ["RateLimited"] * 5 + ["WrongPassword"] * 3
+        assert await limiter.usage([Limit(f"redeem:{subject}", "window", 3)]) == [3]
+
+        other = member()
+        for outcome in (ValueError, None, ValueError, None):  # neither a failure: nothing kept
+            with contextlib.suppress(ValueError):
+                await attempt(redeem, other, outcome)
+        assert await limiter.usage([Limit(f"redeem:{other}", "window", 3)]) == [0]
+
+        login, address = LoginLimiter(limiter, max_failures=2), member()
+        with pytest.raises(WrongPassword):
+            await attempt(login, address, WrongPassword)
+        await attempt(login, address, None)  # a success clears the address...
+        for _ in range(2):  # ...so two more failures fit
+            with pytest.raises(WrongPassword):
+                await attempt(login, address, WrongPassword)
+        with pytest.raises(RateLimited):
+            await attempt(login, address, None)
 
     run(make, scenario)
 
