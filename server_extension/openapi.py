@@ -227,8 +227,9 @@ ERRORS = {code: {"description": text, "content": {"application/json": {"schema":
                                      "`Retry-After` says when to retry"),
                              ("502", "upstream failed"),
                              ("503", "storage cannot be reached (`storage_unavailable`), not ready, the upstream "
-                                     "account is out of quota (`upstream_quota_exhausted`), or rate limits cannot be "
-                                     "checked (`rate_limiter_unavailable`)"),
+                                     "account is out of quota (`upstream_quota_exhausted`), rate limits cannot be "
+                                     "checked (`rate_limiter_unavailable`), or a Stop cannot reach the gateway "
+                                     "running the stream (`stream_registry_unavailable`)"),
                              ("504", "upstream timed out"))}
 
 
@@ -376,7 +377,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "200", "ChatEstimate", body="ProductChatRequest", errors=("404",))},
     f"{A}/chat/{{request_id}}/cancel": {"post": op(
         "Stop a running product stream of yours; it ends with its usage, billing and done events", "200",
-        "ChatCancel", errors=("404",), params=[path_id("request_id")])},
+        "ChatCancel", errors=("404", "503"), params=[path_id("request_id")])},
     f"{A}/conversations": {
         "get": op("Conversations of your project, newest first", "200", "ConversationList", params=PAGING),
         "post": op("Create a conversation", "201", "Conversation", body="NewConversation", body_required=False)},

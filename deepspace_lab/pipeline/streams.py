@@ -5,6 +5,10 @@ Each gateway process keeps its own streams by request id. With Redis configured
 registered there with its owner (org and user), and a cancel that reaches another process is
 published on a channel every gateway listens to; the process running the stream stops it.
 Without Redis there is one process and nothing else is needed.
+
+Every Redis call here is bounded (``REDIS_TIMEOUT_S``): while Redis is out of reach a stream
+still starts (only this process can stop it), and a Stop that needs Redis is 503
+``stream_registry_unavailable`` with Retry-After, never a 500.
 """
 
 from __future__ import annotations
@@ -14,13 +18,19 @@ import logging
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from ..errors import ServiceUnavailable
 from .context import RequestContext
 
 log = logging.getLogger("deepspace_lab.streams")
 CHANNEL = "deepspace:stream-cancel"
 KEY = "deepspace:stream:"
+REDIS_TIMEOUT_S = 0.5
+_UNREACHABLE = (RedisError, OSError, TimeoutError)
 
 
 def _owner(ctx: RequestContext) -> str:
@@ -32,7 +42,10 @@ class StreamRegistry:
     def __init__(self, redis_url: str | None, *, ttl_s: float) -> None:
         self.local: dict[str, RequestContext] = {}
         self.ttl_s = max(1, int(ttl_s))
-        self._redis: Any = aioredis.from_url(redis_url) if redis_url else None
+        # one immediate retry on a dropped connection (Redis restarted), no backoff sleeps
+        self._redis: Any = aioredis.from_url(
+            redis_url, socket_connect_timeout=REDIS_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))) if redis_url else None
         self._listener: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -54,8 +67,9 @@ class StreamRegistry:
         """Once the stream's owner is known: tell the other gateways it runs here."""
         if self._redis is not None and ctx.principal is not None:
             try:
-                await self._redis.set(KEY + ctx.request_id, _owner(ctx), ex=self.ttl_s)
-            except RedisError:
+                async with asyncio.timeout(REDIS_TIMEOUT_S):
+                    await self._redis.set(KEY + ctx.request_id, _owner(ctx), ex=self.ttl_s)
+            except _UNREACHABLE:
                 log.warning("could not register stream %s in Redis; only this process can stop it",
                             ctx.request_id)
 
@@ -63,8 +77,9 @@ class StreamRegistry:
         self.local.pop(ctx.request_id, None)
         if self._redis is not None and ctx.principal is not None:
             try:
-                await self._redis.delete(KEY + ctx.request_id)
-            except RedisError:
+                async with asyncio.timeout(REDIS_TIMEOUT_S):
+                    await self._redis.delete(KEY + ctx.request_id)
+            except _UNREACHABLE:
                 pass  # it expires
 
     async def cancel(self, request_id: str, *, org_id: str, user_id: str | None) -> bool:
@@ -78,10 +93,16 @@ class StreamRegistry:
             return True
         if self._redis is None:
             return False
-        owner = await self._redis.get(KEY + request_id)
-        if owner is None or owner.decode() != wanted:
-            return False
-        await self._redis.publish(CHANNEL, request_id)
+        try:
+            async with asyncio.timeout(2 * REDIS_TIMEOUT_S):
+                owner = await self._redis.get(KEY + request_id)
+                if owner is None or owner.decode() != wanted:
+                    return False
+                await self._redis.publish(CHANNEL, request_id)
+        except _UNREACHABLE as exc:
+            raise ServiceUnavailable("the stream may run in another gateway process, which cannot be reached "
+                                     "right now (Redis is unreachable); retry shortly",
+                                     code="stream_registry_unavailable", retry_after_s=2) from exc
         return True
 
     async def _listen(self) -> None:

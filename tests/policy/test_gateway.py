@@ -16,11 +16,13 @@ import httpx
 import pytest
 
 from deepspace_lab.billing import set_budget
+from deepspace_lab.client import DeepSpaceClient, PermissionDeniedError, RateLimitedError
 from deepspace_lab.policy.limiter import RedisLimiter
 from deepspace_lab.policy.service import delete_policy, set_policy
 
 from ..billing_pipeline.conftest import MODEL, assert_billed_once, body, post, rows, wallet
 from ..helpers import Gateway, wait_for
+from .redis_proc import free_port
 
 OTHER_MODEL = "deepspace-simulated-long"
 
@@ -279,3 +281,57 @@ def test_a_call_longer_than_its_lease_keeps_its_hold_and_its_slot(billed_gateway
     slow.join(30)
     assert answers[0].status_code == 200
     assert post(gw, body("hi")).status_code == 200
+
+
+# -- every route to a model, and Redis out of reach ------------------------------------------
+
+def test_the_product_stream_is_under_the_same_rate_limits_and_model_policy(gw: Gateway) -> None:
+    """Every route to a model meets the same enforcement (litellm #12977: one client path skipped
+    the budget): a product stream counts in the same per-minute window as the OpenAI route, and
+    the model policy refuses it after the hold, which is released."""
+    client = DeepSpaceClient(base_url=gw.url, api_key=gw.tenant.api_key, timeout_s=20)
+    conv = client.create_conversation()["id"]
+    limit = put_policy(gw, "rate_limit", "key", gw.tenant.api_key_id, {"rpm": 2})
+    assert post(gw, body("hi")).status_code == 200
+    events = list(client.stream_chat(conversation_id=conv, content="hi [sim:tokens=3]", model=MODEL))
+    assert events[-1].event == "done" and events[-1].data["error_code"] is None
+    with pytest.raises(RateLimitedError) as limited:
+        list(client.stream_chat(conversation_id=conv, content="third", model=MODEL))
+    assert limited.value.code == "rate_limited"
+    assert post(gw, body("hi")).status_code == 429  # the stream's request counted on the OpenAI route too
+
+    drop_policy(gw, limit)
+    put_policy(gw, "model_policy", "project", gw.tenant.project_id, {"allow": [OTHER_MODEL]})
+    with pytest.raises(PermissionDeniedError) as refused:
+        list(client.stream_chat(conversation_id=conv, content="x", model=MODEL))
+    assert refused.value.code == "model_not_allowed"
+    (row,) = rows(gw, "SELECT request_id FROM usage_records WHERE error_code = 'model_not_allowed'")
+    usage = assert_billed_once(gw, row["request_id"])
+    assert usage["status"] == "released" and usage["cost_micros"] == 0
+
+
+def test_an_unreachable_redis_never_turns_into_500s(billed_gateways: Callable[..., Gateway]) -> None:
+    """new-api #6412 (limiter errors became 500s), for everything the gateway asks Redis: with
+    nothing listening at DEEPSPACE_REDIS_URL (the default ``open`` mode) model calls on both
+    routes are admitted without limits and say so in the audit, the caller's limits read as
+    unknown, failed logins are still refused as such, and a Stop that needs Redis is 503 with
+    Retry-After."""
+    gw = billed_gateways(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    put_policy(gw, "rate_limit", "key", gw.tenant.api_key_id, {"rpm": 1})
+    answers = [post(gw, body("hi")) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]  # rpm 1, but it cannot be counted
+    (audit,) = gw.audit_rows(trace_id=answers[1].headers["X-Trace-Id"])
+    assert audit["detail"]["rate_limit"] == "unavailable"
+    client = DeepSpaceClient(base_url=gw.url, api_key=gw.tenant.api_key, timeout_s=20)
+    conv = client.create_conversation()["id"]
+    events = list(client.stream_chat(conversation_id=conv, content="hi [sim:tokens=3]", model=MODEL))
+    assert events[-1].event == "done" and events[-1].data["error_code"] is None
+    limits = get(gw, "/deepspace/api/limits").json()
+    assert [r["used"] for r in limits["rate_limits"]] == [None] and limits["rate_limiter"] == "redis"
+    login = httpx.post(gw.url + "/deepspace/api/auth/login", timeout=30,
+                       json={"email": "nobody@example.org", "password": "not-the-password"})
+    assert login.status_code == 401
+    cancel = httpx.post(gw.url + "/deepspace/api/chat/req_elsewhere/cancel", timeout=30,
+                        headers={"Authorization": f"Bearer {gw.tenant.api_key}"})
+    assert cancel.status_code == 503 and error_code(cancel) == "stream_registry_unavailable"
+    assert int(cancel.headers["Retry-After"]) >= 1
