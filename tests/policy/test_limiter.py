@@ -227,7 +227,11 @@ def test_a_holder_that_never_releases_frees_its_slot_after_the_lease(make: MakeL
 
         await wait_until(admitted)
         assert time.monotonic() - started >= 0.29
-        assert await limiter.usage([conc]) == [1]
+
+        async def only_late_holds() -> bool:  # the second dead holder lapses a moment after the first
+            return await limiter.usage([conc]) == [1]
+
+        await wait_until(only_late_holds)
 
     run(make, scenario)
 
