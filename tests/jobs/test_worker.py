@@ -26,17 +26,17 @@ def test_a_job_runs_to_done_with_its_progress_and_result(job_settings: Callable[
                                                           worker_factory: Callable[..., Any]) -> None:
     settings = job_settings(worker_backend="sqlite")
     jobs = jobs_factory(settings)
-    job = jobs.submit("sleep", seconds=1.5)
+    job = jobs.submit("sleep", seconds=3)
     assert job.state == "queued" and job.attempts == 0
     worker_factory(settings)
-    running = jobs.wait(job.id, "running")
-    assert running.worker and running.attempts == 1
-    seen = jobs.wait(job.id, "running", "done")
-    while seen.state == "running" and not seen.progress_done:
+    seen = jobs.wait(job.id, "running")
+    assert seen.worker and seen.attempts == 1
+    while seen.state == "running" and not seen.progress_done:  # renewed with the lease, once a second
         seen = jobs.wait(job.id, "running", "done")
+    assert seen.state == "running", "the job ended before its progress was ever seen"
+    assert 0 < seen.progress_done < 20 and seen.progress_total == 20 and 0 < (seen.progress_percent or 0) < 100
     done = jobs.wait(job.id, "done")
-    assert done.result == {"slept_s": 1.5} and done.progress_percent == 100.0 and done.last_error is None
-    assert 0 < seen.progress_done < 20 or seen.state == "done"
+    assert done.result == {"slept_s": 3} and done.progress_percent == 100.0 and done.last_error is None
     assert started_events(settings, job.id) == 1
 
 
