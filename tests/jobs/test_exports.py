@@ -98,6 +98,7 @@ def test_transactions_and_conversations_exports_match_their_rows(busy: tuple[Gat
     rows = list(csv.DictReader(io.StringIO(download(gw, headers, job["result"]["file_id"]).text)))
     source = db_rows(gw, "SELECT role, content FROM messages WHERE org_id = :o ORDER BY id", o=tenant.org_id)
     assert [{"role": r["role"], "content": r["content"]} for r in rows] == source and len(source) == 6
+    assert job["result"]["rows"] == 6 and job["progress"] == {"done": 6, "total": 6, "percent": 100.0}
     assert {r["title"] for r in rows} == {"t|1"}
 
 

@@ -32,7 +32,8 @@ def test_retention_removes_exactly_what_is_past_its_age(settings_factory: Any) -
     db = make_sync_engine(settings.database_url)
     ledger_before = count(db, "transactions")
     with Session(db) as session:
-        for i, days in enumerate((31, 45, 29, 1)):
+        # 30 days exactly is not past its age (kept); one second more is (deleted)
+        for i, days in enumerate((31, 45, 29, 1, 30, 30 + 1 / 86400)):
             session.add(AuditLog(trace_id="t" * 32, kind="test", org_id=tenant.org_id, created_at=ago(days),
                                  detail={"i": i}))
         for i, (days, status) in enumerate(((100, "captured"), (95, "released"), (200, "pending"), (89, "captured"),
@@ -64,20 +65,20 @@ def test_retention_removes_exactly_what_is_past_its_age(settings_factory: Any) -
         finally:
             await engine.dispose()
 
-    assert asyncio.run(purge()) == {"audit_logs": 2, "usage_records": 2, "messages": 2, "jobs": 2}
+    assert asyncio.run(purge()) == {"audit_logs": 3, "usage_records": 2, "messages": 2, "jobs": 2}
     with db.connect() as conn:
 
         audits = sorted(d["i"] for d in Session(db).scalars(select(AuditLog.detail).where(AuditLog.kind == "test")))
         usage = sorted(r[0] for r in conn.execute(text("SELECT request_id FROM usage_records")))
         messages = sorted(r[0] for r in conn.execute(text("SELECT content FROM messages")))
         jobs = sorted(r[0] for r in conn.execute(text("SELECT id FROM jobs")))
-    assert audits == [2, 3]  # the 29- and 1-day-old rows
+    assert audits == [2, 3, 4]  # the 29-, 1- and exactly 30-day-old rows
     assert usage == ["req_old_2", "req_old_3", "req_old_4"]  # pending, too young, not rolled up yet
     assert messages == ["m1"]
     assert jobs == ["job_new_done", "job_running"] and count(db, "job_events") == 2
     assert count(db, "transactions") == ledger_before  # the ledger is never purged
     (record,) = Session(db).scalars(select(AuditLog.detail).where(AuditLog.kind == "worker.retention"))
-    assert record["deleted"] == {"audit_logs": 2, "usage_records": 2, "messages": 2, "jobs": 2}
+    assert record["deleted"] == {"audit_logs": 3, "usage_records": 2, "messages": 2, "jobs": 2}
     db.dispose()
 
 
