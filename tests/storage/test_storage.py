@@ -99,3 +99,11 @@ def test_a_download_larger_than_one_piece_arrives_whole(gateway_factory: Callabl
     got = httpx.get(gw.url + f"/deepspace/api/files/{up.json()['id']}/content", headers=headers, timeout=30)
     assert got.status_code == 200 and got.content == data
     assert got.headers["Content-Length"] == str(len(data))
+
+
+def test_an_endpoint_named_by_aws_endpoint_url(s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MinIO or another S3-compatible server named by ``AWS_ENDPOINT_URL`` instead of the URL."""
+    bucket_url, endpoint = s3_url.split("?endpoint_url=")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    Storage(bucket_url).put("files/org_a/p/env", b"via the environment")
+    assert Storage(s3_url).get("files/org_a/p/env") == b"via the environment"
