@@ -7,8 +7,8 @@ one worker process (``deepspace-lab worker --threads 2``), then:
 - latency: N jobs submitted one at a time, each after the previous one finished (an idle
   queue, as an interactive export sees it); enqueue-to-start = ``started_at - created_at`` of
   the job row;
-- throughput: N jobs submitted as fast as one client can, jobs/s = N / (last finish - first
-  submit).
+- throughput: N jobs queued first, then the worker started; jobs/s = N / (last finish - first
+  start), i.e. how fast one worker drains a queue (the submit rate is reported beside it).
 
 The same two measurements run against a bare Huey consumer (``raw_huey.py``: same backend,
 same consumer settings, a task that only writes a timestamp). Prints a JSON line per backend
@@ -102,7 +102,7 @@ def bench_ours(settings: Settings, env: dict[str, str], n: int) -> dict[str, Any
         latency = []
         for _ in range(n):
             job_id = submit()
-            wait_for(lambda: one("SELECT state FROM jobs WHERE id = :i", i=job_id) == "done")
+            wait_for(lambda job_id=job_id: one("SELECT state FROM jobs WHERE id = :i", i=job_id) == "done")
             with db.connect() as conn:
                 created, started = conn.execute(text("SELECT created_at, started_at FROM jobs WHERE id = :i"),
                                                 {"i": job_id}).one()

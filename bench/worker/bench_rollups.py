@@ -165,7 +165,8 @@ def main() -> None:
     for r in out:
         built = r["report"]["periods_built"]
         print(f"| {r['backend']} | {r['rows']:,} | {r['rollup_s']} s | {built['hour']}, {built['day']} | "
-              f"{r['rollup_again_s'] * 1000:.1f} ms | {r['baseline_group_by_s']} s | {r['ratio_rollup_to_baseline']}× |")
+              f"{r['rollup_again_s'] * 1000:.1f} ms | {r['baseline_group_by_s']} s | "
+              f"{r['ratio_rollup_to_baseline']}× |")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ def _one_of(column: str, values: tuple[str, ...]) -> str:
 
 
 class Job(CreatedAt, Base):
-    """One unit of the Worker's work. ``org_id`` is null only for the deployment's own
-    scheduled jobs (roll-ups, reconciliation, retention), which no org ever sees."""
+    """One unit of the Worker's work. ``org_id`` is null only for an operator's job started
+    without one (``deepspace-lab jobs run``), which no org ever sees. The scheduled tasks
+    (roll-ups, reconciliation, retention) are not rows here: they report to the log, the
+    roll-up marks and, for retention, an audit row."""
 
     __tablename__ = "jobs"
     __table_args__ = (
