@@ -71,6 +71,10 @@ def usage(filters: dict[str, Any]) -> Call:
     return Call("GET", API + "/usage", params=filters)
 
 
+def usage_summary(*, group_by: str, since: str | None, until: str | None) -> Call:
+    return Call("GET", API + "/usage/summary", params={"group_by": group_by, "since": since, "until": until})
+
+
 def limits() -> Call:
     return Call("GET", API + "/limits")
 

@@ -208,6 +208,12 @@ class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], ObserveCalls[Awaitable[An
         """Usage records; filters: project_id, api_key_id, model, since, until, limit, cursor."""
         return dict(await self._send(_api.usage(filters)))
 
+    async def usage_summary(self, *, group_by: str = "day", since: str | None = None,
+                            until: str | None = None) -> dict[str, Any]:
+        """The org's usage summed from the hourly roll-ups by ``day``, ``project`` or ``model``
+        (default the last 30 days); ``rolled_until`` says up to when they are built."""
+        return dict(await self._send(_api.usage_summary(group_by=group_by, since=since, until=until)))
+
     async def limits(self) -> dict[str, Any]:
         return dict(await self._send(_api.limits()))
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from deepspace_lab.auth import create_org, create_project, create_user
 from deepspace_lab.billing.models import UsageRecord
 from deepspace_lab.billing.rollups import roll_up_due, rollup_period
+from deepspace_lab.client import DeepSpaceClient
 from deepspace_lab.db import make_async_engine, make_sessionmaker, make_sync_engine
 
 from ..helpers import Gateway, make_tenant
@@ -134,6 +135,8 @@ def test_the_summary_route_groups_the_callers_rollups(gateway: Gateway) -> None:
 
     by_model = summary(group_by="model")
     assert [(r["key"], r["requests"], r["cost_micros"]) for r in by_model["data"]] == [("m1", 2, 15), ("m2", 1, 20)]
+    with DeepSpaceClient(base_url=gateway.url, api_key=tenant.api_key) as client:  # what the workbench calls
+        assert client.usage_summary(group_by="model")["data"] == by_model["data"]
     assert [r["cost_micros"] for r in summary(group_by="project")["data"]] == [35]
     days = summary(group_by="day")["data"]
     assert sum(r["cost_micros"] for r in days) == 35 and all(len(r["key"]) == 10 for r in days)
