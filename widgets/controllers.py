@@ -356,8 +356,11 @@ class BillingController:
         self.billing.set_wallet(wallet)
         transactions = await guarded(self.billing, client.transactions(limit=20))
         usage = await guarded(self.billing, client.usage(limit=200))
+        summary = await guarded(self.billing, client.usage_summary(group_by="day"))
         if transactions is not None:
             self.billing.transactions = list(transactions["data"])
+        if summary is not None:
+            self.billing.usage_summary = dict(summary)
         if usage is not None:
             self.billing.usage = list(usage["data"])
 

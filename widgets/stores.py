@@ -62,6 +62,8 @@ class BillingStore(HasTraits):
     wallet = Dict()
     transactions = List()
     usage = List()
+    #: ``GET /usage/summary?group_by=day``: the roll-ups by day and how far they are built
+    usage_summary = Dict()
     #: below this many available micro-credits the chat warns
     low_balance_micros = Int(5_000_000)
     low_balance = Bool(False)

@@ -8,6 +8,7 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 import ipywidgets as w
@@ -48,6 +49,27 @@ class Loop:
             fn(*args)
         else:
             cls.loop.call_soon_threadsafe(fn, *args)
+
+
+def spend_per_day(summary: dict[str, Any], records: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """Credits spent per UTC day: the roll-ups (the whole history, ``GET /usage/summary``) up to
+    where they are built, then the newest usage records after that (so a call shows at once);
+    nothing is counted twice."""
+    per_day: dict[str, float] = defaultdict(float)
+    for row in summary.get("data") or ():
+        per_day[str(row["key"])] += int(row.get("cost_micros") or 0) / 1_000_000
+    rolled = summary.get("rolled_until")
+    cut = _utc(rolled) if rolled else None
+    for record in records:
+        created = str(record.get("created_at", ""))
+        if cut is None or _utc(created) >= cut:
+            per_day[created[:10]] += int(record.get("cost_micros") or 0) / 1_000_000
+    return sorted(per_day.items())
+
+
+def _utc(iso: str) -> datetime:
+    moment = datetime.fromisoformat(iso)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def spawn(coro: Coroutine[Any, Any, Any]) -> None:
@@ -194,7 +216,7 @@ class BillingView(w.VBox):  # type: ignore[misc]
                                    w.HBox([self.code, self.redeem]), self.redeemed,
                                    w.HTML(f"<b>{escape(text('usage_chart'))}</b>"), self.chart,
                                    w.HTML(f"<b>{escape(text('transactions'))}</b>"), self.transactions])
-        billing.observe(self.render, names=["wallet", "transactions", "usage", "error", "redeemed"])
+        billing.observe(self.render, names=["wallet", "transactions", "usage", "usage_summary", "error", "redeemed"])
         billing.observe(self._clear_code, names=["redeemed"])
         self.render()
 
@@ -213,10 +235,7 @@ class BillingView(w.VBox):  # type: ignore[misc]
                 {"time": str(e.get("created_at", ""))[:19], "type": e["type"], "amount": credits(e["amount_micros"]),
                  "balance after": credits(e.get("balance_after_micros")), "request": e.get("request_id") or ""}
                 for e in b.transactions], ["time", "type", "amount", "balance after", "request"])
-            per_day: dict[str, float] = defaultdict(float)
-            for record in b.usage:
-                per_day[str(record.get("created_at", ""))[:10]] += int(record.get("cost_micros") or 0) / 1_000_000
-            points = sorted(per_day.items())
+            points = spend_per_day(b.usage_summary, b.usage)
             self.chart.value = bar_chart_svg(points) if points else f"<i>{escape(t('no_usage'))}</i>"
             self.error.value = error_html(b.error, t)
             amount = b.redeemed.get("amount_micros")

@@ -185,6 +185,7 @@ def test_billing_and_projects_views(gateway: Gateway) -> None:
         await wb.billing.refresh()
         view = wb.billing_view
         assert "capture" in view.transactions.value and "<svg" in view.chart.value
+        assert wb.billing_store.usage_summary["group_by"] == "day"  # the roll-ups' whole history
         assert view.summary.value.count("ds-balance") == 1
         wb.projects_view.name.value = "analysis"
         wb.projects_view.create.click()
@@ -459,3 +460,16 @@ def test_the_language_comes_from_the_setting_else_the_locale(monkeypatch: pytest
     assert language() == "zh"
     monkeypatch.setattr(locale, "getlocale", lambda *_: ("en_GB", "UTF-8"))
     assert language() == "en" and Text()("send") == "Send"
+
+
+def test_spend_per_day_joins_the_rollups_and_the_newest_records_once() -> None:
+    from deepspace_lab.widgets.views import spend_per_day
+
+    summary = {"rolled_until": "2026-11-20T10:00:00+00:00",
+               "data": [{"key": "2026-11-01", "cost_micros": 5_000_000},
+                        {"key": "2026-11-20", "cost_micros": 1_000_000}]}
+    records = [{"created_at": "2026-11-20T09:59:00+00:00", "cost_micros": 1_000_000},  # rolled up already
+               {"created_at": "2026-11-20T10:30:00+00:00", "cost_micros": 2_000_000},
+               {"created_at": "2026-11-21T08:00:00+00:00", "cost_micros": 500_000}]
+    assert spend_per_day(summary, records) == [("2026-11-01", 5.0), ("2026-11-20", 3.0), ("2026-11-21", 0.5)]
+    assert spend_per_day({}, records) == [("2026-11-20", 3.0), ("2026-11-21", 0.5)]  # nothing rolled up yet
