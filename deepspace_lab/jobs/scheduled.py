@@ -5,17 +5,20 @@ Every worker's scheduler fires them, so with N workers each fires N times. They 
 overlap (roll-ups build each period under an advisory lock and from the mark; reconciliation
 releases each lapsed hold once; retention deletes by primary key), and on PostgreSQL a worker
 skips a task another worker is running (a session advisory *try*-lock, released when the task
-ends or its connection dies — so a killed worker never leaves it held; Huey's own task locks
-would stay held after a SIGKILL, its TTLs need Redis 7.4). On SQLite (one machine) overlaps
+ends or its connection dies — so a killed worker never leaves it held, and a worker whose machine
+vanished holds it about a minute, the server's keepalives on that connection; Huey's own task
+locks would stay held after a SIGKILL, its TTLs need Redis 7.4). On SQLite (one machine) overlaps
 are rare and only cost the repeated work."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..billing.reconcile import reconcile
 from ..billing.rollups import roll_up_due
@@ -35,22 +38,41 @@ def settle_s(settings: Settings) -> float:
 PG_LOCK_BASE = 0x64736C2D736368
 
 
+#: server-side TCP keepalives (seconds, probes) on the connection holding a task's lock: the
+#: server ends the session of a worker whose machine vanished (no FIN ever comes) after about
+#: idle + interval × count, instead of the operating system's default of two hours and more
+LOCK_KEEPALIVE = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
+
+
+@asynccontextmanager
+async def task_lock(engine: AsyncEngine, name: str) -> AsyncIterator[AsyncConnection | None]:
+    """The PostgreSQL session lock of one scheduled task: its connection, or None when another
+    worker holds it. Released at the end, or by the server when the holder's session dies."""
+    key = PG_LOCK_BASE + ("rollups", "reconcile", "retention").index(name)
+    async with engine.connect() as conn:
+        for setting, value in LOCK_KEEPALIVE.items():
+            await conn.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
+        got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar()
+        await conn.commit()
+        if not got:
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            await conn.commit()
+
+
 async def run_scheduled(name: str, settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
     """Run one scheduled task; ``{"skipped": True}`` when another worker is running it."""
     if engine.dialect.name != "postgresql":
         return await _run(name, settings, engine)
-    key = PG_LOCK_BASE + ("rollups", "reconcile", "retention").index(name)
-    async with engine.connect() as conn:
-        got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar()
-        await conn.commit()
-        if not got:
+    async with task_lock(engine, name) as held:
+        if held is None:
             log.info("scheduled %s is running in another worker; skipped", name)
             return {"skipped": True}
-        try:
-            return await _run(name, settings, engine)
-        finally:
-            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            await conn.commit()
+        return await _run(name, settings, engine)
 
 
 async def _run(name: str, settings: Settings, engine: AsyncEngine) -> dict[str, Any]:

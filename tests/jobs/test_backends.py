@@ -2,7 +2,8 @@
 the database) a worker runs every job once whatever the queue delivers twice, and retries a
 failing one after its backoff (Huey's delayed schedule on that backend); on PostgreSQL a
 scheduled task that another worker is running is skipped, and runs again once that worker's
-connection is gone (a killed worker leaves no lock behind)."""
+connection is gone (a killed worker leaves no lock behind; the lock's connection has the
+server-side keepalives that end a vanished machine's session)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sqlalchemy import text
 
 from deepspace_lab.db import make_async_engine
 from deepspace_lab.db.migrate import upgrade
-from deepspace_lab.jobs.scheduled import PG_LOCK_BASE, run_scheduled
+from deepspace_lab.jobs.scheduled import PG_LOCK_BASE, run_scheduled, task_lock
 
 from ..cli.conftest import sql
 from ..conftest import make_settings
@@ -73,7 +74,13 @@ def test_on_postgresql_a_scheduled_task_another_worker_runs_is_skipped(pg_url: s
                 skipped = await run_scheduled("rollups", settings, ours)
             await other.dispose()  # that worker dies: its connection, and the lock, are gone
             await until_no_advisory_lock(ours)  # the server ends a closed session a moment later
-            return skipped, await run_scheduled("rollups", settings, ours)
+            ran = await run_scheduled("rollups", settings, ours)
+            async with task_lock(ours, "rollups") as held:  # a vanished machine's lock lapses in ~1 min
+                assert held is not None
+                tcp, idle = (await held.execute(text("SELECT inet_client_addr() IS NOT NULL, "
+                                                     "current_setting('tcp_keepalives_idle')"))).one()
+                assert idle == "30" or not tcp  # (a Unix socket has no keepalives)
+            return skipped, ran
         finally:
             await ours.dispose()
 
