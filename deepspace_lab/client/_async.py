@@ -28,13 +28,14 @@ from ._base import (
 )
 from ._config import ClientConfig
 from ._errors import DeepSpaceClientError
+from ._files import FileCalls
 from ._money import MoneyCalls
 from ._observe import ObserveCalls
 from ._sse import SSEDecoder
 
 
-class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], ObserveCalls[Awaitable[Any]], AccountsAdminCalls[Awaitable[Any]],
-                           BaseClient):
+class AsyncDeepSpaceClient(FileCalls[Awaitable[Any]], MoneyCalls[Awaitable[Any]], ObserveCalls[Awaitable[Any]],
+                           AccountsAdminCalls[Awaitable[Any]], BaseClient):
     """``AsyncDeepSpaceClient()`` reads the environment; pass ``base_url`` / ``api_key`` to be explicit.
     ``transport`` is for tests (``httpx.MockTransport``)."""
 
@@ -92,7 +93,7 @@ class AsyncDeepSpaceClient(MoneyCalls[Awaitable[Any]], ObserveCalls[Awaitable[An
             raise connection_error(exc, self.base_url) from None
 
     async def _send(self, call: Call) -> Any:
-        return decode(await self._exchange(call))
+        return decode(await self._exchange(call), raw=call.raw)
 
     async def _open_stream(self, call: Call) -> tuple[Any, httpx.Response]:
         try:

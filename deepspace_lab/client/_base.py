@@ -27,6 +27,10 @@ class Call:
     #: False: send no credential (login, refresh)
     auth: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: a raw request body (a file upload), sent instead of ``json``
+    content: bytes | None = None
+    #: True: answer the response's bytes as they are (a file's content)
+    raw: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,8 @@ class BaseClient:
             kwargs["params"] = clean_params(call.params)
         if call.json is not None:
             kwargs["json"] = call.json
+        if call.content is not None:
+            kwargs["content"] = call.content
         return kwargs
 
     def _chat_call(self, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Call:
@@ -140,8 +146,10 @@ def raise_for_response(response: httpx.Response, body: bytes) -> None:
                           request_id=response.headers.get("X-Request-Id"), trace_id=response.headers.get("X-Trace-Id"))
 
 
-def decode(response: httpx.Response) -> Any:
+def decode(response: httpx.Response, *, raw: bool = False) -> Any:
     raise_for_response(response, response.content)
+    if raw:
+        return response.content
     if response.status_code == 204 or not response.content:
         return None
     if not response.headers.get("content-type", "application/json").startswith("application/json"):

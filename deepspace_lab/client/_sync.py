@@ -26,12 +26,13 @@ from ._base import (
 )
 from ._config import ClientConfig
 from ._errors import DeepSpaceClientError
+from ._files import FileCalls
 from ._money import MoneyCalls
 from ._observe import ObserveCalls
 from ._sse import SSEDecoder
 
 
-class DeepSpaceClient(MoneyCalls[Any], ObserveCalls[Any], AccountsAdminCalls[Any], BaseClient):
+class DeepSpaceClient(FileCalls[Any], MoneyCalls[Any], ObserveCalls[Any], AccountsAdminCalls[Any], BaseClient):
     """``DeepSpaceClient()`` reads the environment; pass ``base_url`` / ``api_key`` to be explicit.
     ``transport`` is for tests (``httpx.MockTransport``)."""
 
@@ -87,7 +88,7 @@ class DeepSpaceClient(MoneyCalls[Any], ObserveCalls[Any], AccountsAdminCalls[Any
             raise connection_error(exc, self.base_url) from None
 
     def _send(self, call: Call) -> Any:
-        return decode(self._exchange(call))
+        return decode(self._exchange(call), raw=call.raw)
 
     def _open_stream(self, call: Call) -> tuple[Any, httpx.Response]:
         try:

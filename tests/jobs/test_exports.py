@@ -136,3 +136,45 @@ def test_the_monthly_statement_shows_usage_and_money(busy: tuple[Gateway, Any]) 
     assert int(by_section["credit"][6]) == 10**12 and int(by_section["opening_balance"][6]) == 0
     assert [(u[1], u[2], int(u[3]), int(u[6])) for u in usage] == [(tenant.project_id, MODEL, 3, captured)]
     assert f"# Statement {month}" in md and "| closing balance |" in md
+
+
+def test_the_client_exports_uploads_lists_reads_and_deletes_files(busy: tuple[Gateway, Any]) -> None:
+    """``deepspace_lab.client``'s files, jobs and exports calls, sync and async, on the same routes."""
+    from deepspace_lab.client import AsyncDeepSpaceClient, DeepSpaceClient, InvalidRequestError, NotFoundError
+
+    gw, (tenant, headers) = busy
+    with DeepSpaceClient(base_url=gw.url, api_key=tenant.api_key, timeout_s=20) as client:
+        job = client.export("usage", "json")
+        assert job["state"] in ("queued", "running", "done") and job["kind"] == "export"
+        deadline = time.monotonic() + 30
+        while job["state"] not in ("done", "failed"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+            job = client.job(job["id"])
+        assert job["state"] == "done", job
+        assert job["id"] in {j["id"] for j in client.jobs(kind="export")["data"]}
+        exported = job["result"]["file_id"]
+        assert client.file_content(exported) == download(gw, headers, exported).content
+        assert len(json.loads(client.file_content(exported))) == 3
+
+        data = bytes(range(256)) * 3  # not text: returned exactly as stored
+        stored = client.upload_file("table.bin", data)
+        assert stored["name"] == "table.bin" and stored["size_bytes"] == len(data)
+        assert client.file(stored["id"])["size_bytes"] == len(data)
+        assert client.file_content(stored["id"]) == data
+        assert stored["id"] in {f["id"] for f in client.files()["data"]}
+        assert client.delete_file(stored["id"]) is None
+        with pytest.raises(NotFoundError):
+            client.file_content(stored["id"])
+        with pytest.raises(InvalidRequestError) as refused:
+            client.export("secrets")
+        assert refused.value.code == "invalid_job_params"
+
+    async def async_upload() -> bytes:
+        async with AsyncDeepSpaceClient(base_url=gw.url, api_key=tenant.api_key, timeout_s=20) as client:
+            stored = await client.upload_file("notes.md", b"# notes\n", content_type="text/markdown")
+            return bytes(await client.file_content(stored["id"]))
+
+    import asyncio
+
+    assert asyncio.run(async_upload()) == b"# notes\n"
