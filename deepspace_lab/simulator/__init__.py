@@ -41,6 +41,9 @@ directive                   effect
 ``no_usage``                omit ``usage`` from the JSON body and the stream's usage chunk
                             (``no_usage=0`` turns it back off, e.g. from a header)
 ``finish=<reason>``         report ``<reason>`` as ``finish_reason`` (e.g. ``content_filter``)
+``code``                    end the reply with a fixed fenced Python block (one token per
+                            line, quotes, backslashes and ``</script>`` in it), inside the
+                            ``tokens`` length; for "insert code" in the workbench
 ==========================  ================================================================
 
 Example: ``"Summarise this [sim:tokens=5] [sim:fail_after=2]"`` streams ``[simulated]`` and

@@ -61,6 +61,17 @@ _VOCABULARY: tuple[str, ...] = (
 
 _id_counter = itertools.count(1)
 
+#: The fenced block a ``code`` reply ends with, one stream token per line. Quotes, backslashes
+#: and ``</script>`` are in it on purpose: whatever carries code into a notebook must keep them.
+SIMULATED_CODE_LINES: tuple[str, ...] = (
+    "\n\n```python\n",
+    "# simulated code (no real AI)\n",
+    "greeting = \"it's a \\\"simulated\\\" reply\"\n",
+    "path = \"C:\\\\data\\\\orbit\"\n",
+    "print(greeting, path, \"</script>\")\n",
+    "```",
+)
+
 
 def count_tokens(text: str) -> int:
     """A cheap, deterministic token estimate: words and single punctuation marks."""
@@ -82,6 +93,7 @@ class Directives:
     tokens: int = DEFAULT_REPLY_TOKENS
     no_usage: bool = False
     finish: str | None = None
+    code: bool = False
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(Directives))
@@ -103,7 +115,7 @@ def message_text(message: Mapping[str, Any]) -> str:
 
 def _convert(key: str, raw: str | None) -> Any:
     """Turn one directive value into its typed form; raises ValueError when malformed."""
-    if key == "no_usage":
+    if key in ("no_usage", "code"):
         return raw is None or raw.strip().lower() not in _FALSE_VALUES
     if raw is None or raw == "":
         raise ValueError("a value is required")
@@ -208,8 +220,9 @@ def plan_reply(
     finish_reason = "stop"
     if max_tokens is not None and max_tokens < wanted:
         wanted, finish_reason = max_tokens, "length"
-    words = _words(_seed(model, messages), max(wanted - 1, 0))
-    tokens = ([SIMULATED_MARKER] if wanted > 0 else []) + [f" {word}" for word in words]
+    code = list(SIMULATED_CODE_LINES) if directives.code else []
+    words = _words(_seed(model, messages), max(wanted - 1 - len(code), 0))
+    tokens = (([SIMULATED_MARKER] if wanted > 0 else []) + [f" {word}" for word in words] + code)[:wanted]
     return Reply(
         tokens=tokens,
         prompt_tokens=sum(count_tokens(message_text(m)) for m in messages),

@@ -103,6 +103,19 @@ def test_max_tokens_cuts_the_reply_with_finish_length() -> None:
     assert full.tokens[:5] == reply.tokens
 
 
+def test_code_directive_ends_the_reply_with_a_fenced_python_block() -> None:
+    from deepspace_lab.widgets.render import code_blocks
+
+    directives = parse_directives([user("write code [sim:code] [sim:tokens=10]")])
+    assert directives == Directives(code=True, tokens=10)
+    reply = plan_reply(MODEL, [user("write code [sim:code] [sim:tokens=10]")], max_tokens=None, directives=directives)
+    assert reply.tokens[0] == SIMULATED_MARKER and reply.completion_tokens == 10
+    (block,) = code_blocks(reply.content)
+    assert block.startswith("# simulated code") and '\\"simulated\\"' in block and "</script>" in block
+    assert reply == plan_reply(MODEL, [user("write code [sim:code] [sim:tokens=10]")], max_tokens=None,
+                               directives=directives)  # deterministic
+
+
 def test_finish_directive_overrides_the_finish_reason() -> None:
     reply = plan_reply(MODEL, [user("x")], max_tokens=2, directives=Directives(finish="content_filter"))
     assert reply.finish_reason == "content_filter"
