@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -88,6 +90,37 @@ def on_loop(fn: Callable[..., Any]) -> Callable[..., None]:
     return lambda *args: Loop.call(fn, *args)
 
 
+def _js_string(value: str) -> str:
+    """A JavaScript string literal: JSON, with ``<``, ``>`` and ``&`` escaped too, so no text
+    (``</script>`` included) can end the script or change the code around it."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _in_cell(shell: Any) -> bool:
+    """Whether the kernel is running a cell now (not handling a widget's message)."""
+    header = getattr(shell, "parent_header", None)
+    return isinstance(header, dict) and header.get("msg_type") == "execute_request"
+
+
+def insert_cell_js(code: str, nonce: str) -> str:
+    """JavaScript that inserts a code cell with ``code`` below the active cell of the notebook
+    in view, through JupyterLab's ``window.jupyterapp`` (the extension's jupyter config sets
+    ``LabApp.expose_app_in_browser``). It does nothing without JupyterLab, and runs once per
+    ``nonce`` in a browser: a reloaded page that replays the widget's output adds no cell."""
+    return f"""(function () {{
+  var code = {_js_string(code)}, key = "deepspace-insert-code:" + {_js_string(nonce)};
+  try {{ if (window.localStorage.getItem(key)) return; window.localStorage.setItem(key, "1"); }} catch (e) {{}}
+  var app = window.jupyterapp, panel = app && app.shell.currentWidget;
+  if (!panel || !panel.content || !panel.content.activeCell) return;
+  Promise.resolve(app.commands.execute("notebook:insert-cell-below")).then(function () {{
+    var notebook = app.shell.currentWidget.content;
+    return notebook.activeCell.model.type === "code" ? null : app.commands.execute("notebook:change-cell-to-code");
+  }}).then(function () {{
+    app.shell.currentWidget.content.activeCell.model.sharedModel.setSource(code);
+  }});
+}})();"""
+
+
 class ChatView(w.VBox):  # type: ignore[misc]
     def __init__(self, chat: ChatStore, billing: BillingStore, controller: ChatController,
                  stream: ChatStreamController, *, text: Text) -> None:
@@ -110,6 +143,7 @@ class ChatView(w.VBox):  # type: ignore[misc]
         self.buttons = buttons
         self.messages = MessageList(chat, text=t, on_insert_code=self.insert_code)
         self.code_out = w.Textarea(layout=w.Layout(width="100%", display="none"))
+        self.insert_js = w.Output(layout=w.Layout(display="none"))  # runs insert_cell_js in the page
         self.prompt = PromptInput(chat, text=t, on_send=on_loop(self.send), on_stop=on_loop(stream.stop),
                                   on_draft=lambda draft: spawn(controller.estimate(draft)))
         self.error = w.HTML()
@@ -122,7 +156,7 @@ class ChatView(w.VBox):  # type: ignore[misc]
         super().__init__(children=[
             w.HTML(STYLE), self.simulated, w.HBox([self.model, self.temperature, self.max_tokens]), self.system,
             w.HBox([self.conversation, *buttons.values(), self.title], layout=w.Layout(flex_flow="row wrap")),
-            self.messages, self.code_out,
+            self.messages, self.code_out, self.insert_js,
             self.error, self.low_balance, context, self.prompt])
         self._wire()
         self.render()
@@ -163,10 +197,16 @@ class ChatView(w.VBox):  # type: ignore[misc]
         self.stream.send(prompt, context=context)
 
     def insert_code(self, code: str) -> None:
-        """Into a new cell when a cell runs this (``set_next_input``); shown for copying as well."""
+        """Into a new cell below the active one: in JupyterLab through :func:`insert_cell_js`
+        (a widget click runs in no cell, so ``set_next_input`` cannot); from a running cell
+        through ``set_next_input``. The code is also shown for copying, for every other front end."""
         shell = current_shell()
-        if shell is not None:
+        if _in_cell(shell):
             shell.set_next_input(code, replace=False)
+        else:  # replaces the previous script, so a replayed output holds one at most
+            script = insert_cell_js(code, uuid.uuid4().hex)
+            self.insert_js.outputs = (
+                {"output_type": "display_data", "data": {"application/javascript": script}, "metadata": {}},)
         self.code_out.value = code
         self.code_out.layout.display = ""
 

@@ -96,8 +96,10 @@ def cmd_lab(args: argparse.Namespace, settings: Settings) -> int:
               f"OpenAI base URL: http://127.0.0.1:{args.port}/deepspace/v1")
     from jupyterlab.labapp import LabApp
 
+    # window.jupyterapp lets the workbench's "Insert code" add a cell; a wheel install also sets it
+    # in jupyter-config/labconfig/ for a plain `jupyter lab` (an editable install places no such file)
     argv = [f"--port={args.port}", "--ServerApp.jpserver_extensions={'deepspace_lab.server_extension': True}",
-            *args.jupyter_args]
+            "--LabApp.expose_app_in_browser=True", *args.jupyter_args]
     if args.no_browser:
         argv.append("--no-browser")
     # DESIGN §12.9: the embedded default runs a Worker too (a child process on the same

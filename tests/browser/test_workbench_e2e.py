@@ -1,11 +1,13 @@
 """End to end in a real headless Chromium (Debian's, driven by Playwright): JupyterLab with the
 extension, ``01-chat.ipynb`` opened and run, a message sent, the streamed text seen growing,
-Stop pressed mid-stream, the billing view showing the charge. Screenshots are kept under the
+Stop pressed mid-stream, the billing view showing the charge, then a reply's code inserted into
+a new notebook cell by its button. Screenshots are kept under the
 test's tmp dir (the path is printed); ``2-stopped.png`` is the README's ``docs/workbench.png``."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from deepspace_lab.simulator.engine import SIMULATED_CODE_LINES
 from deepspace_lab.widgets.i18n import credits
 
 from ..cli.conftest import JUPYTER, Processes, free_port, sql
@@ -26,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 LAB_CONFIG = """
 from jupyterlab.galata import configure_jupyter_server
 configure_jupyter_server(c)
+del c.LabApp["expose_app_in_browser"]  # the project's jupyter-config/ must expose window.jupyterapp
 c.LabApp.news_url = None
 c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
 """
@@ -45,6 +49,7 @@ def poll(condition: Callable[[], object], *, timeout_s: float = 30, what: str = 
 def test_chat_stop_and_billing_in_jupyterlab(tmp_path: Path, browser_page: Any, shots: Path) -> None:
     home = make_home(tmp_path)
     home.env["DEEPSPACE_SIMULATOR_TOKEN_LATENCY_MS"] = "40"  # slow enough to press Stop mid-stream
+    home.env["JUPYTER_CONFIG_PATH"] = str(REPO / "jupyter-config")  # as a wheel install places it
     root_dir = tmp_path / "notebooks"
     shutil.copy(REPO / "notebooks" / "01-chat.ipynb", root_dir / "01-chat.ipynb")
     config = tmp_path / "lab_config.py"
@@ -110,6 +115,38 @@ def run_scenario(page: Any, url: str, shots: Path) -> dict[str, str]:
     expect(page.locator("svg.ds-usage-chart").first).to_be_visible(timeout=30_000)
     page.screenshot(path=str(shots / "3-billing.png"))
     assert len(reply.inner_text().strip()) == stopped  # nothing arrived after Stop
-    shown = {"footer": footer.inner_text(), "capture": capture.inner_text(), "reply_chars": str(stopped)}
+    shown = {"footer": footer.inner_text(), "capture": capture.inner_text(), "reply_chars": str(stopped),
+             **insert_code(page, shots)}
     (shots / "ok.json").write_text(json.dumps(shown))
     return shown
+
+
+CELLS_JS = ("() => { const nb = window.jupyterapp.shell.currentWidget.content;"
+            " return {active: nb.activeCellIndex,"
+            " cells: nb.widgets.map(c => [c.model.type, c.model.sharedModel.getSource()])}; }")
+
+
+def insert_code(page: Any, shots: Path) -> dict[str, str]:
+    """Ask for code, click "Insert code in a new cell": a code cell with exactly the reply's
+    code (quotes, backslashes and ``</script>`` included) appears below the active cell."""
+    from playwright.sync_api import expect
+
+    code = "".join(SIMULATED_CODE_LINES[1:-1])
+    page.locator(".lm-TabBar-tab", has_text=re.compile(r"^Chat$")).first.click()  # not "01-chat.ipynb"
+    prompt = page.locator(".widget-textarea textarea").last
+    prompt.fill("Write some code [sim:code] [sim:tokens=12]")
+    prompt.dispatch_event("change")
+    page.get_by_role("button", name="Send").click()
+    insert = page.get_by_role("button", name="Insert code in a new cell").last
+    expect(insert).to_be_visible(timeout=30_000)
+    before = page.evaluate(CELLS_JS)
+    insert.click()
+    after = poll(lambda: (lambda now: now if len(now["cells"]) > len(before["cells"]) else None)(
+        page.evaluate(CELLS_JS)), timeout_s=30, what="a new cell")
+    poll(lambda: page.evaluate(CELLS_JS)["cells"][after["active"]][1], timeout_s=10, what="the cell's source")
+    after = page.evaluate(CELLS_JS)
+    new = after["active"]
+    assert new == before["active"] + 1 and after["cells"][new] == ["code", code]
+    assert after["cells"][:new] + after["cells"][new + 1:] == before["cells"]
+    page.screenshot(path=str(shots / "4-inserted.png"))
+    return {"inserted_at": str(new), "active_before": str(before["active"])}

@@ -150,6 +150,45 @@ def test_regenerate_adds_a_new_answer_to_the_last_question(gateway: Gateway) -> 
     run(scenario())
 
 
+def test_insert_code_puts_javascript_for_a_new_cell_and_the_copy_box(gateway: Gateway) -> None:
+    import json
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from deepspace_lab.simulator.engine import SIMULATED_CODE_LINES
+
+    code = "".join(SIMULATED_CODE_LINES[1:-1])  # what the simulated reply's fence holds
+
+    async def scenario() -> None:
+        wb = bench(gateway)
+        await wb.load()
+        wb.chat_store.model = MODEL
+        await wb.chat_stream.send("some code please [sim:code]")
+        view, item = wb.chat_view, wb.chat_view.messages.children[1]
+        assert item.insert.layout.display == "" and view.insert_js.layout.display == "none"
+        item.insert.click()  # a widget click: no cell runs
+        (output,) = view.insert_js.outputs
+        js = output["data"]["application/javascript"]
+        encoded = json.dumps(code).replace("<", "\\u003c").replace(">", "\\u003e")
+        assert f"var code = {encoded}," in js and "</script>" not in js and "window.jupyterapp" in js
+        assert "notebook:insert-cell-below" in js and "setSource(code)" in js
+        assert view.code_out.value == code and view.code_out.layout.display == ""  # the fallback to copy
+        item.insert.click()
+        assert len(view.insert_js.outputs) == 1 and view.insert_js.outputs[0] != output  # a new nonce
+
+        shell = InteractiveShell.instance()
+        try:  # called from a running cell: IPython's own next-input payload, no JavaScript
+            shell.parent_header = {"msg_type": "execute_request"}
+            view.insert_js.outputs = ()
+            view.insert_code("x = 1\n")
+            assert shell.rl_next_input == "x = 1\n"
+            assert view.insert_js.outputs == () and view.code_out.value == "x = 1\n"
+        finally:
+            InteractiveShell.clear_instance()
+
+    run(scenario())
+
+
 def test_keys_are_created_shown_once_and_revoked(gateway: Gateway) -> None:
     owner = make_tenant(gateway.settings, email="owner@example.org", scopes=("chat", "account"))
 
