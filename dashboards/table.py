@@ -50,7 +50,10 @@ class PagedTable(Viewer):
         self.rows: list[dict[str, Any]] = []
         self.error: str | None = None
         self._asked = 0  # requests sent; only the newest one's answer is shown
-        self.table = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, pagination=None,
+        # Made with its columns from the start: a Tabulator whose value later brings new columns
+        # rebuilds its configuration apart from its data, and the browser sometimes shows the new
+        # header with no rows (the bug of the Chinese permissions matrix).
+        self.table = pn.widgets.Tabulator(self.frame([]), disabled=True, show_index=False, pagination=None,
                                           sizing_mode="stretch_width")
         self.previous_button = pn.widgets.Button(label=text("previous"), disabled=True)
         self.next_button = pn.widgets.Button(label=text("next"), disabled=True)

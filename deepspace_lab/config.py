@@ -100,6 +100,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "Conversation messages older than this many days are deleted (0: kept forever)."),
     SettingSpec("retention_jobs_days", int, 0,
                 "Finished jobs and their events older than this many days are deleted (0: kept forever)."),
+    SettingSpec("webhook_max_attempts", int, 5,
+                "Times the Worker tries to deliver one webhook event (backoff 1, 2, 4 … s, at most 60 s) "
+                "before its delivery is `failed`."),
+    SettingSpec("webhook_timeout_s", float, 10.0,
+                "Seconds a webhook receiver has to answer one delivery attempt (then it counts as failed)."),
+    SettingSpec("webhook_low_balance_micros", int, 1_000_000,
+                "A wallet whose balance falls below this (micro-credits) fires `wallet.low_balance`, once until "
+                "it is topped up above it."),
     SettingSpec("secret_key", str, None,
                 "Signs tokens and keys the API-key HMAC. Default: <data_dir>/secret_key, "
                 "made by `deepspace-lab init`. Required with PostgreSQL.", secret=True),
@@ -202,6 +210,9 @@ class Settings:
     retention_usage_days: int = 0
     retention_messages_days: int = 0
     retention_jobs_days: int = 0
+    webhook_max_attempts: int = 5
+    webhook_timeout_s: float = 10.0
+    webhook_low_balance_micros: int = 1_000_000
     secret_key: str | None = dataclasses.field(default=None, repr=False)
     upstream_connect_timeout_s: float = 5.0
     upstream_timeout_s: float = 60.0
@@ -282,7 +293,7 @@ class Settings:
             raise ConfigError("DEEPSPACE_WORKER_QUEUE must be 1-60 letters, digits or _",
                               param="DEEPSPACE_WORKER_QUEUE")
         for name in ("storage_max_file_bytes", "worker_threads", "job_max_attempts", "job_lease_s",
-                     "workflow_max_run_s"):
+                     "workflow_max_run_s", "webhook_max_attempts", "webhook_timeout_s"):
             if values[name] <= 0:
                 raise ConfigError(f"DEEPSPACE_{name.upper()} must be more than 0", param=f"DEEPSPACE_{name.upper()}")
         for name in ("workflow_max_concurrent_runs", "max_concurrent_drains", "init_credit_micros",

@@ -25,7 +25,7 @@ from .files.models import File
 from .idempotency.models import IdempotencyKey
 from .jobs.models import Job, JobEvent
 from .policy.models import Policy, PolicyEpoch
-from .webhooks.models import Webhook
+from .webhooks.models import Webhook, WebhookAlert, WebhookDelivery
 from .workflows.models import StepRun, Workflow, WorkflowEvent, WorkflowRun, WorkflowVersion
 
 metadata = Base.metadata
@@ -35,5 +35,6 @@ __all__ = [
     "CreditCodeBatch", "File", "Hold",
     "HoldBudgetCounter", "IdempotencyKey", "Job", "JobEvent", "Message", "Org", "OrgMember", "Policy", "PolicyEpoch",
     "Price", "Project", "RollupMark", "StepRun", "Transaction", "UsageRecord", "UsageRollup", "User", "Wallet",
-    "Webhook", "Workflow", "WorkflowEvent", "WorkflowRun", "WorkflowVersion", "metadata",
+    "Webhook", "WebhookAlert", "WebhookDelivery", "Workflow", "WorkflowEvent", "WorkflowRun", "WorkflowVersion",
+    "metadata",
 ]

@@ -11,6 +11,8 @@ from deepspace_lab.runtime import Runtime
 from . import (
     admin_accounts,
     admin_api,
+    admin_deliveries,
+    admin_limits,
     admin_money,
     admin_observe,
     admin_risk,
@@ -33,7 +35,7 @@ from .base import DeepSpaceHandler
 ROUTE_MODULES = (handlers, chat_handlers, conversation_handlers, identity_handlers, billing_handlers,
                  policy_handlers, worker_handlers, file_handlers, jupyter_handlers, admin_api,
                  admin_money, admin_observe, workflow_handlers, admin_accounts, admin_system, admin_risk,
-                 openapi)
+                 admin_deliveries, admin_limits, openapi)
 
 
 class UnknownRouteHandler(DeepSpaceHandler):

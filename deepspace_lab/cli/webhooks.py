@@ -1,13 +1,15 @@
-"""``deepspace-lab webhooks create|list|update|delete|rotate-secret``: webhook subscriptions of
-an org (``--org``) or global (no ``--org``). The signing secret is printed once, on create and
-on rotation; every change is audited (actor ``cli:<os user>``, before and after, no secret)."""
+"""``deepspace-lab webhooks create|list|update|delete|rotate-secret|deliveries|test|redeliver``:
+webhook subscriptions of an org (``--org``) or global (no ``--org``), their delivery log, a test
+``ping`` and a redelivery (both queued for the Worker). The signing secret is printed once, on
+create and on rotation; every change is audited (actor ``cli:<os user>``, before and after, no
+secret)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ..config import Settings
 from ..webhooks import (
@@ -18,7 +20,9 @@ from ..webhooks import (
     rotate_secret,
     update_webhook,
 )
-from ..webhooks.service import events_of
+from ..webhooks.deliveries import get_delivery, list_deliveries, ping_event
+from ..webhooks.models import PING
+from ..webhooks.service import events_of, webhook_row
 from ._common import actor, add_paging, emit, in_session, page_text
 from .identity import _audit
 
@@ -34,9 +38,42 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
+async def _send(session: AsyncSession, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """``test`` (a ``ping``) or ``redeliver`` (an earlier delivery's event): queue the delivery job."""
+    from ..jobs import JobQueue
+    from ..jobs.webhooks import queue_delivery
+
+    if args.webhooks_cmd == "test":
+        hook = await webhook_row(session, args.webhook_id, None)
+        event, org_id = PING, hook.org_id
+        event_id, body = ping_event(webhook_id=hook.id, org_id=hook.org_id, sent_by=actor())
+    else:
+        earlier = await get_delivery(session, webhook_id=args.webhook_id, delivery_id=args.delivery_id, org_scope=None)
+        event, event_id, body, org_id = earlier.event, earlier.event_id, earlier.body, earlier.org_id
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine)
+    queue = JobQueue(settings)
+    try:
+        job = await queue_delivery(engine, queue, webhook_id=args.webhook_id, event=event, event_id=event_id,
+                                   body=body, trigger=args.webhooks_cmd, created_by=actor())
+    finally:
+        queue.close()
+    _audit(session, f"cli.webhooks.{args.webhooks_cmd}", org_id=org_id,
+           detail={"webhook_id": args.webhook_id, "event_id": event_id, "job_id": job.id})
+    await session.commit()
+    return {"object": "webhook_delivery_job", "webhook_id": args.webhook_id, "event": event, "event_id": event_id,
+            "job_id": job.id, "state": job.state, "max_attempts": job.max_attempts}
+
+
 def run_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     async def work(session: AsyncSession) -> dict[str, Any]:
         cmd = args.webhooks_cmd
+        if cmd in ("test", "redeliver"):
+            return await _send(session, settings, args)
+        if cmd == "deliveries":
+            page, nxt = await list_deliveries(session, webhook_id=args.webhook_id, org_scope=None,
+                                              cursor=args.cursor, limit=args.limit)
+            return {"data": [d.to_dict() for d in page], "next_cursor": nxt}
         if cmd == "list":
             hooks, nxt = await list_webhooks(session, org_scope=None, org_id=args.org, cursor=args.cursor,
                                              limit=args.limit)
@@ -79,7 +116,17 @@ def _line(h: dict[str, Any]) -> str:
             f"[{', '.join(h['events'])}]")
 
 
+def _delivery_line(d: dict[str, Any]) -> str:
+    return (f"{d['created_at']}  {d['id']}  {d['event']:18} attempt {d['attempt']} {d['status']:9} "
+            f"{d['response_code'] or '-'} {d['latency_ms'] if d['latency_ms'] is not None else '-'} ms"
+            f"{'  ' + d['error'] if d['error'] else ''}")
+
+
 def _text(cmd: str, result: dict[str, Any]) -> str:
+    if cmd == "deliveries":
+        return page_text([_delivery_line(d) for d in result["data"]], result, empty="(no deliveries)")
+    if cmd in ("test", "redeliver"):
+        return f"Queued {result['event']} {result['event_id']} as job {result['job_id']} (the Worker delivers it)"
     if cmd == "list":
         return page_text([_line(h) for h in result["data"]], result, empty="(no webhooks)")
     if cmd == "delete":
@@ -91,7 +138,7 @@ def _text(cmd: str, result: dict[str, Any]) -> str:
 
 def register(sub: Any) -> None:
     """Add ``webhooks`` to the ``deepspace-lab`` subparsers."""
-    p = sub.add_parser("webhooks", help="webhooks: budget thresholds, low balances, anomalies (delivered later)")
+    p = sub.add_parser("webhooks", help="webhooks: budget thresholds, low balances, anomalies; deliveries, test")
     wsub = p.add_subparsers(dest="webhooks_cmd", required=True, metavar="ACTION")
     events = f"comma-separated, of {', '.join(WEBHOOK_EVENTS)}"
     q = wsub.add_parser("create", help="add a webhook (its signing secret is shown once)")
@@ -112,7 +159,15 @@ def register(sub: Any) -> None:
                             ("rotate-secret", "a new signing secret (shown once; the old one stops at once)")):
         q = wsub.add_parser(name, help=help_text)
         q.add_argument("webhook_id")
+    q = wsub.add_parser("deliveries", help="a webhook's delivery attempts, newest first")
+    q.add_argument("webhook_id")
+    add_paging(q)
+    q = wsub.add_parser("test", help="queue a signed ping to a webhook (the Worker delivers it)")
+    q.add_argument("webhook_id")
+    q = wsub.add_parser("redeliver", help="send an earlier delivery's event again")
+    q.add_argument("webhook_id")
+    q.add_argument("delivery_id")
     for name, q in wsub.choices.items():
-        if name != "list":  # add_paging gave it one
+        if name not in ("list", "deliveries"):  # add_paging gave them one
             q.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_webhooks)

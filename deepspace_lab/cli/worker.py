@@ -104,7 +104,7 @@ def register(sub: Any) -> None:
     q.add_argument("--json", action="store_true")
     p.set_defaults(func=_jobs)
 
-    p = sub.add_parser("scheduled", help="run a scheduled task now: rollups, reconcile or retention")
-    p.add_argument("task", choices=("rollups", "reconcile", "retention"))
+    p = sub.add_parser("scheduled", help="run a scheduled task now: rollups, reconcile, retention or webhooks")
+    p.add_argument("task", choices=("rollups", "reconcile", "retention", "webhooks"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_rollups)

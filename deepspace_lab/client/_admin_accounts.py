@@ -65,6 +65,18 @@ def rotate_webhook_secret(webhook_id: str) -> Call:
     return Call("POST", f"{ADMIN}/webhooks/{webhook_id}/rotate-secret")
 
 
+def webhook_deliveries(webhook_id: str, filters: dict[str, Any]) -> Call:
+    return Call("GET", f"{ADMIN}/webhooks/{webhook_id}/deliveries", params=filters)
+
+
+def test_webhook(webhook_id: str) -> Call:
+    return Call("POST", f"{ADMIN}/webhooks/{webhook_id}/test")
+
+
+def redeliver(webhook_id: str, delivery_id: str) -> Call:
+    return Call("POST", f"{ADMIN}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")
+
+
 def policies(filters: dict[str, Any]) -> Call:
     return Call("GET", ADMIN + "/policies", params=filters)
 
@@ -83,6 +95,10 @@ def budgets(filters: dict[str, Any]) -> Call:
 
 def set_budget(body: dict[str, Any]) -> Call:
     return Call("PUT", ADMIN + "/budgets", json=body)
+
+
+def rate_usage(filters: dict[str, Any]) -> Call:
+    return Call("GET", ADMIN + "/limits", params=filters)
 
 
 def delete_budget(budget_id: int) -> Call:
@@ -166,6 +182,18 @@ class AccountsAdminCalls(Generic[R]):
         """A new signing ``secret`` (the old one stops at once), in this answer only."""
         return self._send(rotate_webhook_secret(webhook_id))
 
+    def admin_webhook_deliveries(self, webhook_id: str, **filters: Any) -> R:
+        """The hook's delivery attempts, newest first. Filters: cursor, limit."""
+        return self._send(webhook_deliveries(webhook_id, filters))
+
+    def admin_test_webhook(self, webhook_id: str) -> R:
+        """Queue a signed ``ping`` to the hook; answers the Worker job (202)."""
+        return self._send(test_webhook(webhook_id))
+
+    def admin_redeliver_webhook(self, webhook_id: str, delivery_id: str) -> R:
+        """Send an earlier delivery's event again (same body and event id, fresh signature)."""
+        return self._send(redeliver(webhook_id, delivery_id))
+
     # -- risk & policy --------------------------------------------------------------------
     def admin_policies(self, **filters: Any) -> R:
         """Filters: org_id, kind, history (bool), cursor, limit."""
@@ -188,3 +216,7 @@ class AccountsAdminCalls(Generic[R]):
 
     def admin_delete_budget(self, budget_id: int) -> R:
         return self._send(delete_budget(budget_id))
+
+    def admin_rate_usage(self, org_id: str, *, project_id: str | None = None, api_key_id: str | None = None) -> R:
+        """The rate limits a caller of this org (project, key) is under, each with its use now."""
+        return self._send(rate_usage(_body(org_id=org_id, project_id=project_id, api_key_id=api_key_id)))

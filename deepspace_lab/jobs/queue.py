@@ -29,11 +29,13 @@ from ..db.rawpool import conninfo_of
 RUN_JOB = "deepspace.run_job"
 #: periodic tasks: name -> crontab (UTC). Roll-ups check every minute (cheap when nothing is
 #: due); reconciliation hourly; retention daily. A worker also runs each once when it starts,
-#: so a schedule missed while no worker ran is caught up at once.
+#: so a schedule missed while no worker ran is caught up at once. Webhook alerts check each
+#: minute (budget thresholds, low balances, anomalies; :mod:`.alerts`).
 SCHEDULES: dict[str, dict[str, str]] = {
     "rollups": {"minute": "*"},
     "reconcile": {"minute": "17"},
     "retention": {"minute": "37", "hour": "3"},
+    "webhooks": {"minute": "*"},
 }
 
 #: Set by the worker process: runs a job id, or a scheduled task by name.

@@ -1,5 +1,6 @@
 """The Worker's scheduled tasks (fired by Huey's periodic scheduler, see
-:data:`.queue.SCHEDULES`): usage roll-ups, billing reconciliation and retention.
+:data:`.queue.SCHEDULES`): usage roll-ups, billing reconciliation, retention and the webhook
+alerts (:mod:`.alerts`; a reconciliation that finds problems fires an anomaly too).
 
 Every worker's scheduler fires them, so with N workers each fires N times. They are safe to
 overlap (roll-ups build each period under an advisory lock and from the mark; reconciliation
@@ -24,6 +25,8 @@ from ..billing.reconcile import reconcile
 from ..billing.rollups import roll_up_due
 from ..config import Settings
 from ..db import make_sessionmaker
+from .alerts import RECONCILE_KEY, check_alerts, clear_alerts, reconciliation_alert
+from .queue import SCHEDULES, JobQueue
 from .retention import apply_retention
 
 log = logging.getLogger("deepspace_lab.worker")
@@ -48,7 +51,7 @@ LOCK_KEEPALIVE = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", 
 async def task_lock(engine: AsyncEngine, name: str) -> AsyncIterator[AsyncConnection | None]:
     """The PostgreSQL session lock of one scheduled task: its connection, or None when another
     worker holds it. Released at the end, or by the server when the holder's session dies."""
-    key = PG_LOCK_BASE + ("rollups", "reconcile", "retention").index(name)
+    key = PG_LOCK_BASE + list(SCHEDULES).index(name)
     async with engine.connect() as conn:
         for setting, value in LOCK_KEEPALIVE.items():
             await conn.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
@@ -64,18 +67,33 @@ async def task_lock(engine: AsyncEngine, name: str) -> AsyncIterator[AsyncConnec
             await conn.commit()
 
 
-async def run_scheduled(name: str, settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
-    """Run one scheduled task; ``{"skipped": True}`` when another worker is running it."""
+@asynccontextmanager
+async def _queue(settings: Settings, queue: JobQueue | None) -> AsyncIterator[JobQueue]:
+    """The worker's queue, or one of our own for this task (the CLI's ``scheduled``)."""
+    if queue is not None:
+        yield queue
+        return
+    own = JobQueue(settings)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+async def run_scheduled(name: str, settings: Settings, engine: AsyncEngine,
+                        queue: JobQueue | None = None) -> dict[str, Any]:
+    """Run one scheduled task; ``{"skipped": True}`` when another worker is running it. Webhook
+    deliveries go on ``queue`` (default: one made from ``settings``)."""
     if engine.dialect.name != "postgresql":
-        return await _run(name, settings, engine)
+        return await _run(name, settings, engine, queue)
     async with task_lock(engine, name) as held:
         if held is None:
             log.info("scheduled %s is running in another worker; skipped", name)
             return {"skipped": True}
-        return await _run(name, settings, engine)
+        return await _run(name, settings, engine, queue)
 
 
-async def _run(name: str, settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
+async def _run(name: str, settings: Settings, engine: AsyncEngine, queue: JobQueue | None) -> dict[str, Any]:
     if name == "rollups":
         report = await roll_up_due(engine, settle_s=settle_s(settings))
         if report.built["hour"] or report.built["day"]:
@@ -89,7 +107,15 @@ async def _run(name: str, settings: Settings, engine: AsyncEngine) -> dict[str, 
                       [p.to_dict() for p in result.problems[:20]])
         elif result.expired:
             log.warning("reconciliation released %d lapsed hold(s)", len(result.expired))
+        if result.problems:
+            async with _queue(settings, queue) as q:
+                await reconciliation_alert(engine, q, [p.to_dict() for p in result.problems])
+        else:
+            await clear_alerts(engine, prefixes=(RECONCILE_KEY,))
         return result.to_dict()
     if name == "retention":
         return await apply_retention(engine, settings)
+    if name == "webhooks":
+        async with _queue(settings, queue) as q:
+            return await check_alerts(engine, q, settings)
     raise KeyError(name)

@@ -118,7 +118,7 @@ class Worker:
 
     def scheduled(self, name: str) -> None:
         """Huey periodic task body: one scheduled task (skipped when another worker runs it)."""
-        self.call(run_scheduled(name, self.settings, self.engine))
+        self.call(run_scheduled(name, self.settings, self.engine, self.queue))
 
     # -- one job -----------------------------------------------------------------------------
     async def _execute(self, job_id: str) -> None:

@@ -91,10 +91,16 @@ def caller_limits(snap: PolicySnapshot, ctx: RequestContext, *, lease_s: float,
     each); ``tokens()``, the request's token count, is only worked out when a tpm limit applies."""
     principal = ctx.principal
     assert principal is not None
+    return scope_limits(snap, org_id=principal.org_id, project_id=principal.project_id,
+                        api_key_id=principal.api_key_id, lease_s=lease_s, tokens=tokens)
+
+
+def scope_limits(snap: PolicySnapshot, *, org_id: str, project_id: str | None, api_key_id: str | None,
+                 lease_s: float, tokens: Callable[[], int] = lambda: 1) -> list[Limit]:
+    """The limits of an org, a project and a key, in that order (rpm, tpm, in flight for each)."""
     limits: list[Limit] = []
     cost: int | None = None
-    for scope, scope_id, spec in snap.rate_specs(org_id=principal.org_id, project_id=principal.project_id,
-                                                 api_key_id=principal.api_key_id):
+    for scope, scope_id, spec in snap.rate_specs(org_id=org_id, project_id=project_id, api_key_id=api_key_id):
         if spec.rpm:
             limits.append(Limit(f"rpm:{scope}:{scope_id}", "window", spec.rpm, WINDOW_S, 1))
         if spec.tpm:
@@ -196,7 +202,23 @@ async def limits_view(services: PipelineServices, ctx: RequestContext) -> dict[s
     principal = ctx.principal
     assert principal is not None
     snap = await snapshot(services, ctx)
-    limits = caller_limits(snap, ctx, lease_s=services.settings.hold_lease_s)
+    rates = await rate_usage(services, snap, org_id=principal.org_id, project_id=principal.project_id,
+                             api_key_id=principal.api_key_id)
+    scopes = [s for s in (principal.org_id, principal.project_id, principal.api_key_id) if s]
+    async with services.sessions() as session:
+        budgets = await list_budgets(session, org_id=principal.org_id, scopes=scopes)
+    return {"object": "limits", "rate_limits": rates, "budgets": [b.to_dict() for b in budgets],
+            "allowed_models": snap.allowed_models(org_id=principal.org_id, project_id=principal.project_id),
+            "rate_limiter": "redis" if services.settings.redis_url else "in-process"}
+
+
+async def rate_usage(services: PipelineServices, snap: PolicySnapshot, *, org_id: str, project_id: str | None,
+                     api_key_id: str | None) -> list[dict[str, Any]]:
+    """The rate limits of an org, a project and a key, each with how much of it is used now
+    (``used``: the current window's count, or the requests in flight; null when the limiter
+    cannot be read) — what the caller's next request is checked against."""
+    limits = scope_limits(snap, org_id=org_id, project_id=project_id, api_key_id=api_key_id,
+                          lease_s=services.settings.hold_lease_s)
     rates: list[dict[str, Any]] = []
     for limit in limits:
         kind, scope, scope_id = limit.key.split(":", 2)
@@ -210,12 +232,7 @@ async def limits_view(services: PipelineServices, ctx: RequestContext) -> dict[s
             pass  # shown as null: the limiter cannot be read right now
     for row, used in zip(rates, usage, strict=True):
         row["used"] = used
-    scopes = [s for s in (principal.org_id, principal.project_id, principal.api_key_id) if s]
-    async with services.sessions() as session:
-        budgets = await list_budgets(session, org_id=principal.org_id, scopes=scopes)
-    return {"object": "limits", "rate_limits": rates, "budgets": [b.to_dict() for b in budgets],
-            "allowed_models": snap.allowed_models(org_id=principal.org_id, project_id=principal.project_id),
-            "rate_limiter": "redis" if services.settings.redis_url else "in-process"}
+    return rates
 
 
 _NAMES = {"rpm": "requests_per_minute", "tpm": "tokens_per_minute", "conc": "concurrent_requests"}

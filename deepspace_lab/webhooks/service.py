@@ -88,7 +88,8 @@ def _check_enabled(enabled: object) -> bool:
     return enabled
 
 
-async def _row(session: AsyncSession, webhook_id: str, org_scope: str | None) -> Webhook:
+async def webhook_row(session: AsyncSession, webhook_id: str, org_scope: str | None) -> Webhook:
+    """The hook's row; another org's (or, for an org, a global one) is not found."""
     query = select(Webhook).where(Webhook.id == webhook_id)
     if org_scope is not None:
         query = query.where(Webhook.org_id == org_scope)
@@ -113,7 +114,7 @@ async def create_webhook(session: AsyncSession, *, secret_key: str, org_id: str 
 
 
 async def get_webhook(session: AsyncSession, *, webhook_id: str, org_scope: str | None) -> WebhookView:
-    return WebhookView.of(await _row(session, webhook_id, org_scope))
+    return WebhookView.of(await webhook_row(session, webhook_id, org_scope))
 
 
 async def list_webhooks(session: AsyncSession, *, org_scope: str | None, org_id: str | None = None,
@@ -138,7 +139,7 @@ async def update_webhook(session: AsyncSession, *, webhook_id: str, org_scope: s
     if unknown or not changes:
         raise InvalidWebhookError("change one or more of `url`, `events`, `enabled`", code="invalid_webhook",
                                   param=unknown[0] if unknown else None)
-    row = await _row(session, webhook_id, org_scope)
+    row = await webhook_row(session, webhook_id, org_scope)
     before = WebhookView.of(row)
     if "url" in changes:
         row.url = check_url(changes["url"])
@@ -152,7 +153,7 @@ async def update_webhook(session: AsyncSession, *, webhook_id: str, org_scope: s
 
 
 async def delete_webhook(session: AsyncSession, *, webhook_id: str, org_scope: str | None) -> WebhookView:
-    row = await _row(session, webhook_id, org_scope)
+    row = await webhook_row(session, webhook_id, org_scope)
     before = WebhookView.of(row)
     await session.delete(row)
     await session.flush()
@@ -162,7 +163,7 @@ async def delete_webhook(session: AsyncSession, *, webhook_id: str, org_scope: s
 async def rotate_secret(session: AsyncSession, *, secret_key: str, webhook_id: str,
                         org_scope: str | None) -> tuple[WebhookView, str]:
     """A new signing secret (the old one stops at once); returns (view, plaintext — shown once)."""
-    row = await _row(session, webhook_id, org_scope)
+    row = await webhook_row(session, webhook_id, org_scope)
     secret = new_secret()
     row.secret_encrypted = seal_secret(secret_key, secret)
     row.secret_rotated_at = row.updated_at = utcnow()

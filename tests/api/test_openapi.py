@@ -27,10 +27,11 @@ def _served() -> set[tuple[str, str]]:
 
 
 def _template_for(pattern: str) -> str:
-    """The spec path that documents a route pattern with capture groups."""
-    prefix = pattern.split("(")[0]
+    """The spec path that documents a route pattern with capture groups: the same path with
+    each group where the spec names a parameter."""
+    shape = re.sub(r"\([^)]*\)", "{}", pattern)
     for path in openapi_document()["paths"]:
-        if "{" in path and path.split("{")[0] == prefix:
+        if re.sub(r"\{\w+\}", "{}", path) == shape:
             return path
     return pattern
 

@@ -117,6 +117,31 @@ def admin_platform_routes_refuse_org_admins(world: World) -> None:
     assert world.call("GET", "/me", key=victim.key).status_code == 200
 
 
+def admin_webhook_deliveries_foreign(world: World) -> None:
+    """Org B's admin can neither read the delivery log of org A's hook nor send to it; org A's can."""
+    hook, _ = _as_a_owner(world, lambda s: create_webhook(
+        s, secret_key=TEST_SECRET, org_id=world.a.id, url="http://127.0.0.1:9/a", events=["usage.anomaly"],
+        actor="test"))
+    b = _b_admin(world)
+    assert world.call("GET", f"{ADM}/webhooks/{hook.id}/deliveries", **b).status_code == 404
+    assert world.call("POST", f"{ADM}/webhooks/{hook.id}/test", **b).status_code == 404
+    assert world.call("POST", f"{ADM}/webhooks/{hook.id}/deliveries/dlv_nothere/redeliver", **b).status_code == 404
+    a = {"token": str(world.login(world.a.people["admin"].email)["access_token"])}
+    assert world.call("GET", f"{ADM}/webhooks/{hook.id}/deliveries", **a).json() == {"data": [], "next_cursor": None}
+    missing = world.call("POST", f"{ADM}/webhooks/{hook.id}/deliveries/dlv_nothere/redeliver", **a)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "delivery_not_found")
+
+
+def admin_rate_usage_foreign(world: World) -> None:
+    """Org B's admin reads the limits in use of org B only: org A, its project or its key are 404."""
+    b = _b_admin(world)
+    for params in ({"org_id": world.a.id}, {"org_id": world.b.id, "project_id": world.a.project_id},
+                   {"org_id": world.b.id, "api_key_id": world.a.people["member"].key_id}):
+        assert world.call("GET", ADM + "/limits", **b, params=params).status_code == 404
+    mine = world.call("GET", ADM + "/limits", **b, params={"org_id": world.b.id})
+    assert mine.status_code == 200 and mine.json()["org_id"] == world.b.id
+
+
 ACCOUNTS_CASES: dict[tuple[str, str], Callable[[World], None]] = {
     (f"{ADM}/users", "get"): admin_users_only_own_org,
     (f"{ADM}/users/{{user_id}}", "get"): admin_users_only_own_org,
@@ -131,6 +156,11 @@ ACCOUNTS_CASES: dict[tuple[str, str], Callable[[World], None]] = {
     (f"{ADM}/webhooks/{{webhook_id}}", "patch"): admin_webhooks_foreign,
     (f"{ADM}/webhooks/{{webhook_id}}", "delete"): admin_webhooks_foreign,
     (f"{ADM}/webhooks/{{webhook_id}}/rotate-secret", "post"): admin_webhooks_foreign,
+    (f"{ADM}/webhooks/{{webhook_id}}/deliveries", "get"): admin_webhook_deliveries_foreign,
+    (f"{ADM}/webhooks/{{webhook_id}}/test", "post"): admin_webhook_deliveries_foreign,
+    (f"{ADM}/webhooks/{{webhook_id}}/deliveries/{{delivery_id}}/redeliver", "post"):
+        admin_webhook_deliveries_foreign,
+    (f"{ADM}/limits", "get"): admin_rate_usage_foreign,
     (f"{ADM}/policies", "get"): admin_risk_reads_only_own,
     (f"{ADM}/budgets", "get"): admin_risk_reads_only_own,
     (f"{ADM}/keys", "get"): admin_platform_routes_refuse_org_admins,

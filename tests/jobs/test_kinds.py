@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_builtin_kinds_register_through_the_entry_point_group() -> None:
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"][ENTRY_POINT_GROUP]
-    assert set(declared) == {"noop", "sleep", "export", "statement", "workflow_step"} <= set(job_kinds())
+    assert set(declared) == {"noop", "sleep", "export", "statement", "workflow_step",
+                             "webhook_delivery"} <= set(job_kinds())
     for name, kind in job_kinds().items():
         assert isinstance(kind, JobKind) and kind.name == name and kind.description
 

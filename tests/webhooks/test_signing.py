@@ -45,3 +45,15 @@ def test_other_urls_are_refused(url: object) -> None:
     with pytest.raises(DeepSpaceError) as refused:
         check_url(url)
     assert refused.value.code == "invalid_url"
+
+
+def test_a_receiver_refuses_a_stale_or_altered_delivery() -> None:
+    from deepspace_lab.webhooks.deliveries import signed_headers, verify_signature
+
+    headers = signed_headers("whsec_x", body=b'{"a":1}', event="ping", event_id="evt_1", delivery_id="dlv_1",
+                             timestamp=1_000_000)
+    stamp, mac = headers["X-DeepSpace-Timestamp"], headers["X-DeepSpace-Signature"]
+    assert verify_signature("whsec_x", body=b'{"a":1}', timestamp=stamp, signature_header=mac, now=1_000_100)
+    assert not verify_signature("whsec_x", body=b'{"a":1}', timestamp=stamp, signature_header=mac, now=1_000_301)
+    assert not verify_signature("whsec_x", body=b'{"a":2}', timestamp=stamp, signature_header=mac, now=1_000_000)
+    assert not verify_signature("whsec_x", body=b'{"a":1}', timestamp="999999", signature_header=mac, now=1_000_000)

@@ -1,0 +1,125 @@
+"""Webhook delivery on the Worker: the ``webhook_delivery`` job kind and the queuing of events.
+
+One job delivers one event to one hook. Each attempt signs the body afresh (timestamp and
+HMAC, :func:`deepspace_lab.webhooks.deliveries.signed_headers`), POSTs it with a timeout
+(``DEEPSPACE_WEBHOOK_TIMEOUT_S``, redirects not followed) and writes its row in
+``webhook_deliveries``; a 2xx succeeds, anything else — an error, a timeout, another status —
+fails the attempt, and the Worker tries again with exponential backoff (1, 2, 4, 8 … s, at
+most 60) until ``DEEPSPACE_WEBHOOK_MAX_ATTEMPTS`` attempts are used. The jobs belong to the
+deployment (no org sees them among its jobs); an org admin reads the delivery log instead.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from ..db import make_sessionmaker
+from ..db.base import new_id
+from ..webhooks import open_secret
+from ..webhooks.deliveries import event_body, record_attempt, signed_headers
+from ..webhooks.errors import WebhookDeliveryError
+from ..webhooks.models import DELIVERY_TRIGGERS, Webhook
+from .errors import JobParamsError
+from .kinds import JobKind
+from .queue import JobQueue
+from .service import JobView
+from .submit import submit_job
+
+if TYPE_CHECKING:
+    from .worker import JobContext
+
+KIND = "webhook_delivery"
+PARAMS = ("webhook_id", "event", "event_id", "body", "trigger")
+
+
+def _check(params: dict[str, Any]) -> dict[str, Any]:
+    if set(params) != set(PARAMS) or not all(isinstance(params[name], str) and params[name] for name in PARAMS):
+        raise JobParamsError(f"a webhook delivery takes the strings {list(PARAMS)}", param="params")
+    if params["trigger"] not in DELIVERY_TRIGGERS:
+        raise JobParamsError(f"`trigger` is one of {list(DELIVERY_TRIGGERS)}", param="trigger")
+    return dict(params)
+
+
+async def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> tuple[int | None, str | None]:
+    """(status code, error): error None for a 2xx."""
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
+            response = await client.post(url, content=body, headers=headers)
+    except httpx.TimeoutException:
+        return None, f"timed out after {timeout_s:g} s"
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: could not reach the receiver"
+    if 200 <= response.status_code < 300:
+        return response.status_code, None
+    return response.status_code, f"the receiver answered {response.status_code}"
+
+
+async def _deliver(ctx: JobContext) -> dict[str, Any]:
+    p, job, settings = ctx.job.params, ctx.job, ctx.settings
+    async with make_sessionmaker(ctx.engine)() as session:
+        hook = await session.get(Webhook, p["webhook_id"])
+        if hook is None:
+            return {"skipped": "webhook_deleted"}
+        if not hook.enabled and p["trigger"] == "event":
+            return {"skipped": "webhook_disabled"}
+        url, org_id = hook.url, hook.org_id
+        secret = open_secret(settings.require_secret_key(), hook.secret_encrypted)
+    delivery_id = new_id("dlv")
+    body = p["body"].encode()
+    headers = signed_headers(secret, body=body, event=p["event"], event_id=p["event_id"], delivery_id=delivery_id)
+    started = time.monotonic()
+    code, error = await _post(url, body, headers, settings.webhook_timeout_s)
+    latency_ms = int((time.monotonic() - started) * 1000)
+    status = "succeeded" if error is None else "failed" if job.attempts >= job.max_attempts else "retrying"
+    async with make_sessionmaker(ctx.engine)() as session:
+        await record_attempt(session, delivery_id=delivery_id, webhook_id=p["webhook_id"], org_id=org_id,
+                             event_id=p["event_id"], event=p["event"], trigger=p["trigger"], job_id=job.id,
+                             attempt=job.attempts, status=status, body=p["body"], response_code=code,
+                             latency_ms=latency_ms, error=error, trace_id=job.trace_id)
+        await session.commit()
+    if error is not None:
+        raise WebhookDeliveryError(f"attempt {job.attempts} of {job.max_attempts}: {error}")
+    return {"delivery_id": delivery_id, "status": status, "response_code": code, "attempts": job.attempts}
+
+
+WEBHOOK_DELIVERY = JobKind(KIND, _deliver, _check,
+                           "POSTs one signed event to one webhook; retried with backoff on any failure.")
+
+
+async def queue_delivery(engine: AsyncEngine, queue: JobQueue, *, webhook_id: str, event: str, event_id: str,
+                         body: str, trigger: str, trace_id: str | None = None,
+                         created_by: str | None = None) -> JobView:
+    """Record and enqueue the job that delivers ``body`` to one hook."""
+    return await submit_job(engine, queue, kind=KIND, trace_id=trace_id or secrets.token_hex(16), org_id=None,
+                            created_by=created_by, max_attempts=queue.settings.webhook_max_attempts,
+                            params={"webhook_id": webhook_id, "event": event, "event_id": event_id, "body": body,
+                                    "trigger": trigger})
+
+
+async def hooks_for(session: AsyncSession, *, event: str, org_id: str | None) -> list[tuple[str, str | None]]:
+    """(id, org) of the enabled hooks that asked for ``event`` about ``org_id``: that org's own
+    and the global ones (an event of no org goes to the global hooks only)."""
+    whose = Webhook.org_id.is_(None) if org_id is None else or_(Webhook.org_id == org_id, Webhook.org_id.is_(None))
+    rows = (await session.execute(select(Webhook.id, Webhook.org_id, Webhook.events)
+                                  .where(Webhook.enabled.is_(True), whose).order_by(Webhook.id))).all()
+    return [(r.id, r.org_id) for r in rows if event in (r.events or ())]
+
+
+async def publish_event(engine: AsyncEngine, queue: JobQueue, *, event: str, org_id: str | None,
+                        data: dict[str, Any]) -> list[JobView]:
+    """Queue ``event`` to every hook that asked for it; one job and one event id per hook."""
+    async with make_sessionmaker(engine)() as session:
+        targets = await hooks_for(session, event=event, org_id=org_id)
+    jobs = []
+    for hook_id, _hook_org in targets:
+        eid = new_id("evt")
+        body = event_body(event, event_id=eid, org_id=org_id, data=data)
+        jobs.append(await queue_delivery(engine, queue, webhook_id=hook_id, event=event, event_id=eid, body=body,
+                                         trigger="event"))
+    return jobs

@@ -1,0 +1,211 @@
+"""Webhook delivery through the Worker to a real local HTTP receiver, on SQLite and PostgreSQL:
+a test ping signed so the receiver can verify it, retried after a 500 with every attempt in the
+delivery log, a hook that keeps failing ends ``failed``, a redelivery sends the same event
+again; budget thresholds and low balances fire once per crossing (and again after it clears);
+the CLI and both clients reach the same routes; an org's admin sees their org's log only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from deepspace_lab.client import AsyncDeepSpaceClient, DeepSpaceClient
+from deepspace_lab.db import make_async_engine
+from deepspace_lab.jobs import JobQueue
+from deepspace_lab.jobs.alerts import check_alerts
+from deepspace_lab.webhooks.deliveries import verify_signature
+
+from ..admin.conftest import AdminWorld, admin_world, cli  # noqa: F401  (fixtures)
+from ..helpers import Gateway, wait_for
+from ..jobs.conftest import worker_factory  # noqa: F401  (the fixture)
+from .receiver import Receiver, gateway_with_worker, receiver  # noqa: F401  (the fixture)
+
+ADMIN = "/deepspace/admin/api"
+
+
+@pytest.fixture
+def gateway(gateway_factory: Callable[..., Gateway], worker_factory: Callable[..., Any]) -> Gateway:  # noqa: F811
+    """A gateway with a Worker beside it (two attempts per delivery, 2 s each)."""
+    return gateway_with_worker(gateway_factory, worker_factory, webhook_max_attempts=2, webhook_timeout_s=2.0)
+
+
+def _hook(w: AdminWorld, url: str, *, org_id: str | None, events: list[str]) -> dict[str, Any]:
+    made = w.call("POST", ADMIN + "/webhooks", key=w.platform.key, json={"url": url, "events": events,
+                                                                          "org_id": org_id})
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
+def _log(w: AdminWorld, hook_id: str, **auth: str) -> list[dict[str, Any]]:
+    answer = w.call("GET", f"{ADMIN}/webhooks/{hook_id}/deliveries", **(auth or {"key": w.platform.key}))
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["data"])
+
+
+def _settled(w: AdminWorld, hook_id: str, attempts: int) -> list[dict[str, Any]]:
+    """The log once it holds ``attempts`` rows (the Worker writes each row after its POST)."""
+    wait_for(lambda: len(_log(w, hook_id)) >= attempts)
+    return _log(w, hook_id)
+
+
+def _verified(secret: str, got: Any) -> dict[str, Any]:
+    headers = got.headers
+    assert verify_signature(secret, body=got.body, timestamp=headers["x-deepspace-timestamp"],
+                            signature_header=headers["x-deepspace-signature"])
+    assert not verify_signature("whsec_wrong", body=got.body, timestamp=headers["x-deepspace-timestamp"],
+                                signature_header=headers["x-deepspace-signature"])
+    assert headers["content-type"] == "application/json" and secret not in str(headers)
+    return dict(json.loads(got.body))
+
+
+def test_a_ping_is_signed_retried_after_a_500_logged_and_redelivered(admin_world: AdminWorld,  # noqa: F811
+                                                                      receiver: Receiver) -> None:  # noqa: F811
+    w = admin_world
+    receiver.statuses = [500]
+    hook = _hook(w, receiver.url, org_id=w.a.id, events=["usage.anomaly"])
+    queued = w.call("POST", f"{ADMIN}/webhooks/{hook['id']}/test", key=w.platform.key)
+    assert queued.status_code == 202 and queued.json()["event"] == "ping" and queued.json()["max_attempts"] == 2
+    first, second = receiver.wait_for(2)
+    assert _verified(hook["secret"], first) == _verified(hook["secret"], second)  # the same body, signed twice
+    body = _verified(hook["secret"], second)
+    assert (body["type"], body["org_id"], body["data"]["webhook_id"]) == ("ping", w.a.id, hook["id"])
+    assert first.headers["x-deepspace-event-id"] == second.headers["x-deepspace-event-id"] == body["id"]
+    assert first.headers["x-deepspace-delivery"] != second.headers["x-deepspace-delivery"]
+    newest, oldest = _settled(w, hook["id"], 2)
+    assert (oldest["attempt"], oldest["status"], oldest["response_code"]) == (1, "retrying", 500)
+    assert "500" in oldest["error"] and newest["error"] is None
+    assert (newest["attempt"], newest["status"], newest["response_code"]) == (2, "succeeded", 200)
+    assert newest["latency_ms"] >= 0 and newest["body"] == second.body.decode() and newest["trigger"] == "test"
+    assert hook["secret"] not in str(_log(w, hook["id"]))
+
+    again = w.call("POST", f"{ADMIN}/webhooks/{hook['id']}/deliveries/{newest['id']}/redeliver", key=w.platform.key)
+    assert again.status_code == 202 and again.json()["event_id"] == body["id"]
+    third = receiver.wait_for(3)[2]
+    assert third.body == second.body and _verified(hook["secret"], third)["id"] == body["id"]
+    redelivered = _settled(w, hook["id"], 3)[0]
+    assert (redelivered["trigger"], redelivered["status"], redelivered["event_id"]) == ("redeliver", "succeeded",
+                                                                                        body["id"])
+    # org A's admin reads their hook's log; org B's admin gets 404, as if it did not exist
+    a_admin = {"token": w.token(w.a.people["admin"])}
+    assert len(_log(w, hook["id"], **a_admin)) == 3
+    b_admin = {"token": w.token(w.b.people["admin"])}
+    assert w.call("GET", f"{ADMIN}/webhooks/{hook['id']}/deliveries", **b_admin).status_code == 404
+    assert w.call("POST", f"{ADMIN}/webhooks/{hook['id']}/test", **b_admin).status_code == 404
+    [audit] = w.gw.audit_rows(kind="admin.webhooks.redeliver", status_code=202)
+    assert audit["detail"]["redelivery_of"] == newest["id"] and hook["secret"] not in str(audit)
+
+
+def test_a_hook_that_keeps_failing_ends_failed_and_a_timeout_is_retried(admin_world: AdminWorld,  # noqa: F811
+                                                                        receiver: Receiver) -> None:  # noqa: F811
+    w = admin_world
+    receiver.statuses = [502, 503]
+    hook = _hook(w, receiver.url, org_id=None, events=["usage.anomaly"])
+    job_id = w.call("POST", f"{ADMIN}/webhooks/{hook['id']}/test", key=w.platform.key).json()["job_id"]
+    receiver.wait_for(2)
+    newest, oldest = _settled(w, hook["id"], 2)
+    assert [(d["attempt"], d["status"], d["response_code"]) for d in (oldest, newest)] == [
+        (1, "retrying", 502), (2, "failed", 503)]
+    assert all(d["job_id"] == job_id for d in (oldest, newest))
+    unreachable = _hook(w, "http://127.0.0.1:9/nobody", org_id=None, events=["usage.anomaly"])
+    w.call("POST", f"{ADMIN}/webhooks/{unreachable['id']}/test", key=w.platform.key)
+    tried = _settled(w, unreachable["id"], 2)
+    assert {d["response_code"] for d in tried} == {None} and "could not reach" in tried[0]["error"]
+    slow = Receiver(delays_s=[3.0])  # the first attempt outlasts DEEPSPACE_WEBHOOK_TIMEOUT_S
+    try:
+        late = _hook(w, slow.url, org_id=None, events=["usage.anomaly"])
+        w.call("POST", f"{ADMIN}/webhooks/{late['id']}/test", key=w.platform.key)
+        newest, oldest = _settled(w, late["id"], 2)
+        assert (oldest["status"], oldest["response_code"]) == ("retrying", None)
+        assert oldest["error"] == "timed out after 2 s"
+        assert (newest["status"], newest["response_code"]) == ("succeeded", 200)
+    finally:
+        slow.close()
+
+
+def _alerts(gw: Gateway) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        engine, queue = make_async_engine(gw.settings.database_url), JobQueue(gw.settings)
+        try:
+            return await check_alerts(engine, queue, gw.settings)
+        finally:
+            queue.close()
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def _events(got: Receiver, kind: str) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in got.received if json.loads(r.body)["type"] == kind]
+
+
+def test_budget_thresholds_and_low_balances_fire_once_per_crossing(admin_world: AdminWorld,  # noqa: F811
+                                                                   receiver: Receiver) -> None:  # noqa: F811
+    w = admin_world
+    hook = _hook(w, receiver.url, org_id=w.a.id, events=["budget.threshold", "wallet.low_balance"])
+    admin = {"key": w.platform.key}
+    cap = {"org_id": w.a.id, "scope": "org", "period": "day"}
+    assert w.call("PUT", ADMIN + "/budgets", **admin, json={**cap, "limit_micros": 10**12}).status_code == 200
+    chat = w.call("POST", "/deepspace/v1/chat/completions", key=w.a.people["member"].key,
+                  json={"model": "deepspace-simulated-chat", "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 200, chat.text
+    spent = int(chat.headers["X-DeepSpace-Cost-Micros"])
+    assert spent > 0
+    w.call("PUT", ADMIN + "/budgets", **admin, json={**cap, "limit_micros": spent})  # now at 100 % (and 80 %)
+    _alerts(w.gw)
+    _alerts(w.gw)  # a second pass finds nothing new
+    receiver.wait_for(2)
+    crossed = sorted(_events(receiver, "budget.threshold"), key=lambda e: e["data"]["threshold_percent"])
+    assert [e["data"]["threshold_percent"] for e in crossed] == [80, 100]
+    assert {(e["org_id"], e["data"]["spent_micros"], e["data"]["limit_micros"]) for e in crossed} == {
+        (w.a.id, spent, spent)}
+
+    balance = w.call("GET", f"{ADMIN}/wallets/{w.a.id}", **admin).json()["balance_micros"]
+    low = {"amount_micros": balance - 10, "reason": "test: run low"}
+    assert w.call("POST", f"{ADMIN}/wallets/{w.a.id}/debit", **admin, json=low,
+                  headers={"Idempotency-Key": "low-1"}).status_code == 201
+    _alerts(w.gw)
+    receiver.wait_for(3)
+    w.call("POST", f"{ADMIN}/wallets/{w.a.id}/credit", **admin, json={**low, "reason": "test: top up"},
+           headers={"Idempotency-Key": "up-1"})
+    _alerts(w.gw)  # the condition cleared (by this pass or the Worker's): the next crossing fires again
+    w.call("POST", f"{ADMIN}/wallets/{w.a.id}/debit", **admin, json=low, headers={"Idempotency-Key": "low-2"})
+    _alerts(w.gw)
+    receiver.wait_for(4)
+    lows = _events(receiver, "wallet.low_balance")
+    assert [e["data"]["balance_micros"] for e in lows] == [10, 10] and lows[0]["id"] != lows[1]["id"]
+    assert len(receiver.received) == 4 and all(_verified(hook["secret"], r) for r in receiver.received)
+    assert {d["trigger"] for d in _log(w, hook["id"])} == {"event"}
+
+
+def test_the_cli_and_both_clients_test_and_read_the_log(admin_world: AdminWorld, cli: Any,  # noqa: F811
+                                                        receiver: Receiver,  # noqa: F811
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    w = admin_world
+    monkeypatch.setenv("DEEPSPACE_WORKER_BACKEND", "sqlite")
+    monkeypatch.setenv("DEEPSPACE_WORKER_QUEUE", w.gw.settings.worker_queue)
+    hook = _hook(w, receiver.url, org_id=w.b.id, events=["usage.anomaly"])
+    code, queued = cli("webhooks", "test", hook["id"])
+    assert code == 0 and queued["event"] == "ping"
+    receiver.wait_for(1)
+    _settled(w, hook["id"], 1)
+    code, page = cli("webhooks", "deliveries", hook["id"], "--limit", "1")
+    assert code == 0 and page["data"][0]["status"] == "succeeded" and page["data"][0]["trigger"] == "test"
+    code, again = cli("webhooks", "redeliver", hook["id"], page["data"][0]["id"])
+    assert code == 0 and again["event_id"] == queued["event_id"]
+    receiver.wait_for(2)
+    with DeepSpaceClient(base_url=w.gw.url, api_key=w.platform.key) as client:
+        assert client.admin_test_webhook(hook["id"])["event"] == "ping"
+    receiver.wait_for(3)
+    _settled(w, hook["id"], 3)
+
+    async def read() -> dict[str, Any]:
+        async with AsyncDeepSpaceClient(base_url=w.gw.url, api_key=w.platform.key) as client:
+            return dict(await client.admin_webhook_deliveries(hook["id"], limit=2))
+
+    page = asyncio.run(read())
+    assert len(page["data"]) == 2 and page["next_cursor"]
+    assert [r.headers["x-deepspace-event"] for r in receiver.received] == ["ping"] * 3
