@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from .i18n_admin import ADMIN_TEXT
 from .i18n_pages import TEXT_PAGES
 
 LANGS = ("en", "zh")
@@ -92,6 +93,8 @@ TEXT: dict[str, dict[str, str]] = {
 
 TEXT["en"].update(TEXT_PAGES["en"])  # the Dashboard, Models, Billing and Audit pages' text
 TEXT["zh"].update(TEXT_PAGES["zh"])
+TEXT["en"].update(ADMIN_TEXT["en"])  # the Users, Risk & Policy and System pages' text
+TEXT["zh"].update(ADMIN_TEXT["zh"])
 
 
 def pick_language(setting: str | None = None, accept_language: str | None = None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 ADMIN_TEXT: dict[str, dict[str, str]] = {
     "en": {
         "search": "Search", "status": "Status", "user_id": "User id", "status_change": "Change",
-        "disable": "Disable", "enable": "Enable", "apply": "Apply", "role": "Role", "set_role": "Set role",
+        "role": "Role", "set_role": "Set role",
         "org_detail": "Org id (its projects and members)", "projects": "Projects", "members": "Members",
         "filter_kind": "Kind", "policy_history": "Versions", "in_force_only": "in force",
         "with_history": "with history", "policy_kind": "Kind", "policy_scope": "Scope", "scope_id": "Scope id",
@@ -37,7 +37,7 @@ ADMIN_TEXT: dict[str, dict[str, str]] = {
     },
     "zh": {
         "search": "搜索", "status": "状态", "user_id": "用户 ID", "status_change": "更改",
-        "disable": "停用", "enable": "启用", "apply": "应用", "role": "角色", "set_role": "设置角色",
+        "role": "角色", "set_role": "设置角色",
         "org_detail": "组织 ID（查看其项目和成员）", "projects": "项目", "members": "成员",
         "filter_kind": "类型", "policy_history": "版本", "in_force_only": "生效中",
         "with_history": "含历史", "policy_kind": "类型", "policy_scope": "范围", "scope_id": "范围 ID",
