@@ -61,7 +61,8 @@ def test_ip_deny_rule_refuses_and_a_webhook_test_arrives_signed_and_logged(
     nav.get_by_role("button", name="Risk & Policy", exact=True).click()
     page.get_by_placeholder("203.0.113.0/24").fill(DENIED)  # kind ip_rule, scope global, action deny
     page.get_by_role("button", name="Set a policy", exact=True).click()
-    expect(page.get_by_text(f"{DENIED}/32", exact=True).first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Saved", exact=True).first).to_be_visible(timeout=60_000)
+    expect(page.locator(".tabulator-cell").filter(has_text=f"{DENIED}/32").first).to_be_visible(timeout=60_000)
     page.screenshot(path=str(shots / "1-risk-ip-deny.png"), full_page=True)
     refused = me(DENIED)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "ip_denied"
