@@ -12,15 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from deepspace_lab.dashboards import AdminShell, Text, sign_in
+from deepspace_lab.dashboards import AdminShell, Text
 from deepspace_lab.dashboards.pages import RiskPage, SystemPage, UsersPage
 from deepspace_lab.webhooks.deliveries import verify_signature
 
 from ..admin.conftest import AdminWorld
 from ..helpers import Gateway
-from ..identity.conftest import PASSWORD
 from ..webhooks.receiver import Receiver, gateway_with_worker, receiver  # noqa: F401  (the fixture)
-from .conftest import run
+from .conftest import run, signed_in
 from .test_components import until
 
 
@@ -38,8 +37,7 @@ def test_risk_policies_and_caps_with_validation_and_their_effect(admin_world: Ad
     victim = w.b.people["member"]
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.platform.email) as session:
             page = RiskPage(session.client, text=Text("en"), identity=session.identity)
             await page.load()
             form = page.policy_form
@@ -89,18 +87,13 @@ def test_risk_policies_and_caps_with_validation_and_their_effect(admin_world: Ad
             assert page.budgets.table.value.iloc[0]["limit (credits)"] == "5"
             budget.fields["org_id"].value = "org_nothere"
             assert await budget.send() is None and budget.last_error[0] == "org_not_found"
-        finally:
-            await session.close()
 
-        session = await sign_in(w.gw.url, w.b.people["admin"].email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.b.people["admin"].email) as session:
             page = RiskPage(session.client, text=Text("zh"), identity=session.identity)
             await page.load()
             assert "org_id" not in page.policies.filters and not page.policies.alert.visible
             assert {b["org_id"] for b in page.budgets.rows} <= {w.b.id}
             assert "平台管理员" in page.body().objects[0].objects[-1].object  # read-only note, in Chinese
-        finally:
-            await session.close()
 
     run(scenario)
 
@@ -111,8 +104,7 @@ def test_system_keys_and_a_webhook_made_tested_and_logged(admin_world: AdminWorl
     victim = w.a.people["viewer"]
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.platform.email) as session:
             page = SystemPage(session.client, text=Text("en"), identity=session.identity)
             await page.load()
             assert victim.key_id in {k["id"] for k in page.keys.rows} and "key_hash" not in str(page.keys.rows)
@@ -139,11 +131,8 @@ def test_system_keys_and_a_webhook_made_tested_and_logged(admin_world: AdminWorl
             again = await page.redeliver.send()
             assert again["event_id"] == attempt["event_id"] and len(receiver.wait_for(2)) == 2
             assert [d["trigger"] for d in page.deliveries.rows] == ["redeliver", "test"]
-        finally:
-            await session.close()
 
-        session = await sign_in(w.gw.url, w.b.people["admin"].email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.b.people["admin"].email) as session:
             page = SystemPage(session.client, text=Text("zh"), identity=session.identity)
             await page.load()
             assert page.hooks.rows == [] and "org_id" not in page.create.fields
@@ -151,8 +140,6 @@ def test_system_keys_and_a_webhook_made_tested_and_logged(admin_world: AdminWorl
             page.hook_id.value = made["id"]  # org A's hook: not found for org B's admin (the change reloads)
             await until(lambda: page.deliveries.alert.visible)
             assert "webhook_not_found" in page.deliveries.alert.object
-        finally:
-            await session.close()
 
     run(scenario)
 
@@ -163,8 +150,7 @@ def test_users_search_disable_enable_roles_orgs_and_the_matrix_after_switching_l
     target = w.a.people["member"]
 
     async def scenario() -> None:
-        session = await sign_in(w.gw.url, w.platform.email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.platform.email) as session:
             shell = AdminShell(session.client, session.identity, lang="en")
             shell.nav.value = "users"
             page = shell.current
@@ -199,11 +185,8 @@ def test_users_search_disable_enable_roles_orgs_and_the_matrix_after_switching_l
             frame = zh.matrix_table.value
             assert list(frame.columns)[0] == "操作" and len(frame) == len(page.matrix_table.value) > 10
             assert zh.matrix_box.objects == [zh.matrix_table]
-        finally:
-            await session.close()
 
-        session = await sign_in(w.gw.url, w.b.people["admin"].email, PASSWORD)
-        try:
+        async with signed_in(w.gw.url, w.b.people["admin"].email) as session:
             page = UsersPage(session.client, text=Text("en"), identity=session.identity)
             await page.load()
             assert {u["email"] for u in page.users.rows} == {p.email for p in w.b.people.values()}
@@ -211,7 +194,5 @@ def test_users_search_disable_enable_roles_orgs_and_the_matrix_after_switching_l
             assert set(page.members.value["email"]) == {p.email for p in w.b.people.values()}
             page.status_form.fields["user_id"].value = target.user_id  # org A's member: not found
             assert await page.status_form.send() is None and page.status_form.last_error[0].endswith("not_found")
-        finally:
-            await session.close()
 
     run(scenario)
