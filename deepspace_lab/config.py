@@ -105,6 +105,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "before its delivery is `failed`."),
     SettingSpec("webhook_timeout_s", float, 10.0,
                 "Seconds a webhook receiver has to answer one delivery attempt (then it counts as failed)."),
+    SettingSpec("webhook_private_networks", str, "",
+                "Comma-separated CIDRs of non-public addresses webhooks may be delivered to (e.g. "
+                "`10.0.0.0/8` for an internal receiver). Every other private, loopback, link-local or "
+                "reserved address is refused, so a hook cannot reach the deployment's internal hosts."),
     SettingSpec("webhook_low_balance_micros", int, 1_000_000,
                 "A wallet whose balance falls below this (micro-credits) fires `wallet.low_balance`, once until "
                 "it is topped up above it."),
@@ -167,8 +171,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
 SPECS: dict[str, SettingSpec] = {s.name: s for s in SETTINGS}
 
 
-def _proxies(text: str) -> str:
-    """The trusted-proxy list, each entry checked as an address or CIDR (normalised)."""
+def _proxies(text: str, param: str = "DEEPSPACE_TRUSTED_PROXIES") -> str:
+    """A list of addresses or CIDRs (the trusted proxies, the webhook networks), each entry checked
+    and normalised."""
     entries = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -176,8 +181,7 @@ def _proxies(text: str) -> str:
         try:
             entries.append(str(ipaddress.ip_network(part, strict=False)))
         except ValueError:
-            raise ConfigError(f"DEEPSPACE_TRUSTED_PROXIES: {part!r} is not an IP address or CIDR",
-                              param="DEEPSPACE_TRUSTED_PROXIES") from None
+            raise ConfigError(f"{param}: {part!r} is not an IP address or CIDR", param=param) from None
     return ",".join(entries)
 
 
@@ -213,6 +217,7 @@ class Settings:
     webhook_max_attempts: int = 5
     webhook_timeout_s: float = 10.0
     webhook_low_balance_micros: int = 1_000_000
+    webhook_private_networks: str = ""
     secret_key: str | None = dataclasses.field(default=None, repr=False)
     upstream_connect_timeout_s: float = 5.0
     upstream_timeout_s: float = 60.0
@@ -283,6 +288,8 @@ class Settings:
             raise ConfigError("DEEPSPACE_RATE_LIMIT_FAILURE_MODE must be `open` or `closed`",
                               param="DEEPSPACE_RATE_LIMIT_FAILURE_MODE")
         values["trusted_proxies"] = _proxies(values["trusted_proxies"] or "")
+        values["webhook_private_networks"] = _proxies(values["webhook_private_networks"] or "",
+                                                      "DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS")
         for name in ("default_max_output_tokens", "hold_lease_s", "drain_timeout_s"):
             if values[name] <= 0:
                 raise ConfigError(f"DEEPSPACE_{name.upper()} must be more than 0", param=f"DEEPSPACE_{name.upper()}")

@@ -63,6 +63,7 @@ class DeepSpaceApp(ExtensionApp):
     webhook_max_attempts = _trait("webhook_max_attempts")
     webhook_timeout_s = _trait("webhook_timeout_s")
     webhook_low_balance_micros = _trait("webhook_low_balance_micros")
+    webhook_private_networks = _trait("webhook_private_networks")
     secret_key = _trait("secret_key")
     upstream_connect_timeout_s = _trait("upstream_connect_timeout_s")
     upstream_timeout_s = _trait("upstream_timeout_s")

@@ -2,7 +2,8 @@
 
 One job delivers one event to one hook. Each attempt signs the body afresh (timestamp and
 HMAC, :func:`deepspace_lab.webhooks.deliveries.signed_headers`), POSTs it with a timeout
-(``DEEPSPACE_WEBHOOK_TIMEOUT_S``, redirects not followed) and writes its row in
+(``DEEPSPACE_WEBHOOK_TIMEOUT_S``, redirects not followed; a host that resolves to a
+non-public address is refused unless ``DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS`` allows it) and writes its row in
 ``webhook_deliveries``; a 2xx succeeds, anything else — an error, a timeout, another status —
 fails the attempt, and the Worker tries again with exponential backoff (1, 2, 4, 8 … s, at
 most 60) until ``DEEPSPACE_WEBHOOK_MAX_ATTEMPTS`` attempts are used. The jobs belong to the
@@ -11,9 +12,13 @@ deployment (no org sees them among its jobs); an org admin reads the delivery lo
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import secrets
+import socket
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import or_, select
@@ -46,6 +51,25 @@ def _check(params: dict[str, Any]) -> dict[str, Any]:
     return dict(params)
 
 
+async def refused_target(url: str, allowed: str) -> str | None:
+    """Why ``url``'s host may not receive a delivery, or None: every address it resolves to must
+    be public, or inside one of the ``allowed`` networks (``DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS``),
+    so a hook cannot make the Worker probe the deployment's own network."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None  # unresolvable: the POST fails on its own, and is retried (DNS may come back)
+    networks = [ipaddress.ip_network(n) for n in allowed.split(",") if n]
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global and not any(address in n for n in networks):
+            return (f"the receiver's address {address} is not public; deliveries to it are refused "
+                    f"(allow its network with DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS)")
+    return None
+
+
 async def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> tuple[int | None, str | None]:
     """(status code, error): error None for a 2xx."""
     try:
@@ -74,15 +98,22 @@ async def _deliver(ctx: JobContext) -> dict[str, Any]:
     body = p["body"].encode()
     headers = signed_headers(secret, body=body, event=p["event"], event_id=p["event_id"], delivery_id=delivery_id)
     started = time.monotonic()
-    code, error = await _post(url, body, headers, settings.webhook_timeout_s)
+    refused = await refused_target(url, settings.webhook_private_networks)
+    if refused is None:
+        code, error = await _post(url, body, headers, settings.webhook_timeout_s)
+    else:
+        code, error = None, refused
     latency_ms = int((time.monotonic() - started) * 1000)
-    status = "succeeded" if error is None else "failed" if job.attempts >= job.max_attempts else "retrying"
+    final = error is None or refused is not None or job.attempts >= job.max_attempts
+    status = "succeeded" if error is None else "failed" if final else "retrying"
     async with make_sessionmaker(ctx.engine)() as session:
         await record_attempt(session, delivery_id=delivery_id, webhook_id=p["webhook_id"], org_id=org_id,
                              event_id=p["event_id"], event=p["event"], trigger=p["trigger"], job_id=job.id,
                              attempt=job.attempts, status=status, body=p["body"], response_code=code,
                              latency_ms=latency_ms, error=error, trace_id=job.trace_id)
         await session.commit()
+    if refused is not None:  # a setting, not a passing failure: no retry
+        return {"delivery_id": delivery_id, "status": status, "error": refused, "attempts": job.attempts}
     if error is not None:
         raise WebhookDeliveryError(f"attempt {job.attempts} of {job.max_attempts}: {error}")
     return {"delivery_id": delivery_id, "status": status, "response_code": code, "attempts": job.attempts}

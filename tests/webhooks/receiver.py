@@ -80,7 +80,9 @@ def receiver() -> Iterator[Receiver]:
 
 def gateway_with_worker(gateway_factory: Callable[..., Gateway], worker_factory: Callable[..., Any],
                         **overrides: Any) -> Gateway:
-    """A gateway with an in-process Worker beside it, on a queue of the test's own."""
+    """A gateway with an in-process Worker beside it, on a queue of the test's own, which may deliver
+    webhooks to this machine's loopback receivers."""
+    overrides.setdefault("webhook_private_networks", "127.0.0.0/8")
     gw = gateway_factory(worker_backend="sqlite", worker_queue=f"t_{secrets.token_hex(5)}", **overrides)
     worker_factory(gw.settings)
     return gw

@@ -209,3 +209,37 @@ def test_the_cli_and_both_clients_test_and_read_the_log(admin_world: AdminWorld,
     page = asyncio.run(read())
     assert len(page["data"]) == 2 and page["next_cursor"]
     assert [r.headers["x-deepspace-event"] for r in receiver.received] == ["ping"] * 3
+
+
+def test_a_hook_on_a_private_address_is_refused_once_without_a_retry(admin_world: AdminWorld) -> None:  # noqa: F811
+    """The fixture's gateway allows 127.0.0.0/8 (its receivers); 10.0.0.0/8 is not allowed, so a
+    delivery there is refused before any connection, logged once as failed, and not retried."""
+    w = admin_world
+    hook = _hook(w, "http://10.1.2.3:8080/hook", org_id=None, events=["usage.anomaly"])
+    w.call("POST", f"{ADMIN}/webhooks/{hook['id']}/test", key=w.platform.key)
+    (refused,) = _settled(w, hook["id"], 1)
+    assert (refused["attempt"], refused["status"], refused["response_code"]) == (1, "failed", None)
+    assert "10.1.2.3 is not public" in refused["error"] and "DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS" in refused["error"]
+    from ..cli.conftest import sql
+
+    job = "SELECT state, attempts FROM jobs WHERE id = :id"
+    wait_for(lambda: sql(w.gw.settings.database_url, job, id=refused["job_id"])[0]["state"] == "done")
+    assert sql(w.gw.settings.database_url, job, id=refused["job_id"])[0]["attempts"] == 1
+    assert len(_log(w, hook["id"])) == 1
+
+
+@pytest.mark.parametrize(("url", "allowed", "refused"), [
+    ("http://127.0.0.1:9/x", "", "127.0.0.1"),
+    ("http://localhost/x", "", "127.0.0.1"),
+    ("http://[::1]:8080/x", "", "::1"),
+    ("http://169.254.169.254/latest/meta-data", "", "169.254.169.254"),  # cloud metadata
+    ("http://192.168.1.5/x", "10.0.0.0/8", "192.168.1.5"),
+    ("http://10.9.8.7/x", "10.0.0.0/8", None),
+    ("http://127.0.0.1:9/x", "127.0.0.0/8", None),
+    ("https://8.8.8.8/x", "", None),
+])
+def test_only_public_or_allowed_addresses_may_receive(url: str, allowed: str, refused: str | None) -> None:
+    from deepspace_lab.jobs.webhooks import refused_target
+
+    why = asyncio.run(refused_target(url, allowed))
+    assert (why is None) if refused is None else (why is not None and f"address {refused} " in why), why
