@@ -8,7 +8,10 @@ Conditions (each with a key; the ``webhook_alerts`` table keeps the keys that ha
 - ``wallet.low_balance``: an org's balance is below ``DEEPSPACE_WEBHOOK_LOW_BALANCE_MICROS``;
 - ``usage.anomaly``: holds still open past their lease (a crashed request, until reconciliation
   releases them), an org's error rate in the last hour at least 3× the 24 hours before (and at
-  least 20 requests, 20 % errors), and — from the reconcile task — ledger invariants broken.
+  least 20 requests, 20 % errors), an org's spend in the last hour at least 3× its hourly
+  average over the 24 hours before (and at least ``SPEND_SPIKE["min_micros"]``; an org with no
+  spend before has no baseline and never spikes), and — from the reconcile task — ledger
+  invariants broken.
 
 A condition fires once per crossing: its key is inserted when it first holds (a second worker
 running the same pass loses the insert and sends nothing) and deleted once it no longer
@@ -28,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..audit.models import AuditLog
 from ..billing.budgets import period_start
-from ..billing.models import BUDGET_PERIODS, Budget, BudgetCounter, Hold, Wallet
+from ..billing.models import BUDGET_PERIODS, Budget, BudgetCounter, Hold, UsageRecord, Wallet
 from ..config import Settings
 from ..db.base import UTCDateTime, new_id, utcnow
 from ..webhooks.models import WebhookAlert
@@ -36,11 +39,12 @@ from .queue import JobQueue
 from .webhooks import publish_event
 
 B, C, H, W, A = (cast(Table, m.__table__) for m in (Budget, BudgetCounter, Hold, Wallet, AuditLog))
-AL = cast(Table, WebhookAlert.__table__)
+AL, U = cast(Table, WebhookAlert.__table__), cast(Table, UsageRecord.__table__)
 BUDGET_THRESHOLDS = (80, 100)
 ERROR_SPIKE = {"min_requests": 20, "min_rate": 0.2, "ratio": 3.0}
+SPEND_SPIKE = {"min_micros": 1_000_000, "ratio": 3.0}
 #: the key prefixes the minute pass decides (reconciliation's are the reconcile task's)
-PASS_PREFIXES = ("budget:", "low_balance:", "anomaly:holds:", "anomaly:errors:")
+PASS_PREFIXES = ("budget:", "low_balance:", "anomaly:holds:", "anomaly:errors:", "anomaly:spend:")
 
 
 def _at(moment: datetime) -> Any:
@@ -116,13 +120,33 @@ async def _error_spikes(conn: Any, now: datetime) -> list[Condition]:
     return found
 
 
+async def _spend(conn: Any, since: datetime, until: datetime) -> dict[str, int]:
+    rows = (await conn.execute(select(U.c.org_id, func.sum(U.c.cost_micros))
+                               .where(U.c.created_at >= _at(since), U.c.created_at < _at(until))
+                               .group_by(U.c.org_id))).all()
+    return {org: int(total or 0) for org, total in rows}
+
+
+async def _spend_spikes(conn: Any, now: datetime) -> list[Condition]:
+    hour = now - timedelta(hours=1)
+    recent, before = await _spend(conn, hour, now), await _spend(conn, hour - timedelta(days=1), hour)
+    found = []
+    for org, spent in recent.items():
+        hourly = before.get(org, 0) / 24
+        if spent >= SPEND_SPIKE["min_micros"] and hourly > 0 and spent >= SPEND_SPIKE["ratio"] * hourly:
+            found.append(Condition(f"anomaly:spend:{org}", "usage.anomaly", org, {
+                "kind": "spend_spike", "spent_micros": spent, "baseline_hourly_micros": round(hourly),
+                "window": "1h", "baseline_window": "24h"}))
+    return found
+
+
 async def current_conditions(engine: AsyncEngine, settings: Settings, *,
                              now: datetime | None = None) -> list[Condition]:
     """Every condition of :data:`PASS_PREFIXES` in force at ``now``."""
     at = now or utcnow()
     async with engine.connect() as conn:
         return [*await _budgets(conn, at), *await _low_balances(conn, settings.webhook_low_balance_micros),
-                *await _stuck_holds(conn, at), *await _error_spikes(conn, at)]
+                *await _stuck_holds(conn, at), *await _error_spikes(conn, at), *await _spend_spikes(conn, at)]
 
 
 async def clear_alerts(engine: AsyncEngine, *, prefixes: tuple[str, ...], keep: frozenset[str] = frozenset()

@@ -243,3 +243,40 @@ def test_only_public_or_allowed_addresses_may_receive(url: str, allowed: str, re
 
     why = asyncio.run(refused_target(url, allowed))
     assert (why is None) if refused is None else (why is not None and f"address {refused} " in why), why
+
+
+def test_a_spend_spike_is_an_anomaly_and_a_first_day_of_spend_is_not(admin_world: AdminWorld) -> None:  # noqa: F811
+    """Org a spent 24 x 0.1 credit over the day before and 2 credits in the last hour (20x its
+    hourly average): a spike. Org b spent 5 credits in the last hour and nothing before: no
+    baseline, no spike."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from deepspace_lab.billing.models import UsageRecord
+    from deepspace_lab.db.base import utcnow
+    from deepspace_lab.jobs.alerts import current_conditions
+
+    w, now = admin_world, utcnow()
+
+    def row(org: Any, i: int, cost: int, at: Any) -> dict[str, Any]:
+        return {"request_id": f"req_spend_{org.id[-6:]}_{i}", "trace_id": "0" * 32, "org_id": org.id,
+                "project_id": org.project_id, "model": "m", "measured": "upstream", "status": "captured",
+                "cost_micros": cost, "created_at": at}
+
+    rows = [row(w.a, i, 100_000, now - timedelta(hours=1 + i)) for i in range(1, 25)]
+    rows += [row(w.a, 100, 2_000_000, now - timedelta(minutes=5)), row(w.b, 0, 5_000_000, now - timedelta(minutes=5))]
+    with w.gw.db.begin() as conn:
+        conn.execute(insert(UsageRecord), rows)
+
+    async def conditions() -> list[Any]:
+        engine = make_async_engine(w.gw.settings.database_url)
+        try:
+            return await current_conditions(engine, w.gw.settings, now=now)
+        finally:
+            await engine.dispose()
+
+    spikes = [c for c in asyncio.run(conditions()) if c.key.startswith("anomaly:spend:")]
+    assert [(c.org_id, c.event, c.data["kind"], c.data["spent_micros"]) for c in spikes] == [
+        (w.a.id, "usage.anomaly", "spend_spike", 2_000_000)]
+    assert spikes[0].data["baseline_hourly_micros"] == 100_000
