@@ -14,6 +14,7 @@ OUTER = {"server_extension": "deepspace_lab.server_extension", "widgets": "deeps
 #: Level of each core package or module (DESIGN §12.10). Composition roots sit on top.
 LEVELS = {
     "errors": 0, "config": 0, "db": 0, "audit": 0, "storage": 0, "tracing": 0, "logs": 0, "cache": 0,
+    "plugins": 0,
     "auth": 1, "billing": 1, "policy": 1, "upstream": 1, "conversations": 1, "files": 1, "simulator": 1,
     "catalog": 1, "idempotency": 1, "rag": 1, "mcp": 1, "skills": 1, "webhooks": 1,
     "pipeline": 2, "workflows": 2, "jobs": 2, "observe": 2,

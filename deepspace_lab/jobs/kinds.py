@@ -19,10 +19,9 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from ..config import ConfigError
+from ..plugins import load_plugins
 from .errors import JobParamsError
 
 if TYPE_CHECKING:
@@ -83,13 +82,7 @@ ENTRY_POINT_GROUP = "deepspace_lab.job_kinds"
 @functools.cache
 def job_kinds() -> dict[str, JobKind]:
     """Every job kind registered under the entry-point group, by name (loaded once)."""
-    found: dict[str, JobKind] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        kind = entry.load()
-        if not isinstance(kind, JobKind) or kind.name != entry.name:
-            raise ConfigError(f"entry point {entry.name!r} of {ENTRY_POINT_GROUP} is not a JobKind of that name")
-        found[entry.name] = kind
-    return found
+    return load_plugins(ENTRY_POINT_GROUP, JobKind)
 
 
 NOOP = JobKind("noop", _noop, no_params, "Does nothing: checks that a worker runs jobs.")

@@ -21,10 +21,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any
 
-from ..config import ConfigError
+from ..plugins import load_plugins
 
 ENTRY_POINT_GROUP = "deepspace_lab.step_kinds"
 
@@ -104,10 +103,4 @@ class StepKind:
 @functools.cache
 def step_kinds() -> dict[str, StepKind]:
     """Every registered kind by name (entry points of ``deepspace_lab.step_kinds``)."""
-    kinds: dict[str, StepKind] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        kind = ep.load()
-        if not isinstance(kind, StepKind) or kind.name != ep.name:
-            raise ConfigError(f"step kind entry point {ep.name!r} is not a StepKind named {ep.name!r}")
-        kinds[kind.name] = kind
-    return kinds
+    return load_plugins(ENTRY_POINT_GROUP, StepKind)
