@@ -33,16 +33,19 @@ from ..auth.models import ApiKey
 from ..billing.models import UsageRecord
 from ..config import Settings
 from ..db.base import new_id, utcnow
+from ..idempotency.models import IdempotencyKey
 from ..jobs import JobQueue
 from ..jobs.models import Job
 from ..jobs.service import create_job
 from .definitions import ancestors, check_inputs
 from .errors import WorkflowLimitError, WorkflowRunNotFoundError, WorkflowRunStateError
 from .models import RUN_ACTIVE, STEP_FINISHED, StepRun, WorkflowEvent, WorkflowRun
+from .steps import call_key_prefix
 
 log = logging.getLogger("deepspace_lab.workflows")
 R, S, E = (cast(Table, m.__table__) for m in (WorkflowRun, StepRun, WorkflowEvent))
 K, J, U = cast(Table, ApiKey.__table__), cast(Table, Job.__table__), cast(Table, UsageRecord.__table__)
+IK = cast(Table, IdempotencyKey.__table__)
 JOB_KIND = "workflow_step"
 #: the run-scoped key lives this much longer than the longest run (then expires by itself)
 KEY_MARGIN = timedelta(hours=1)
@@ -92,6 +95,20 @@ async def tally_run(conn: AsyncConnection, run: dict[str, Any]) -> int:
     await conn.execute(update(R).where(R.c.id == run["id"]).values(cost_micros=int(row[0]), tokens=int(row[1]),
                                                                    updated_at=utcnow()))
     return int(row[0])
+
+
+async def step_calls(conn: AsyncConnection, run: dict[str, Any], step_id: str) -> tuple[int, int]:
+    """(cost in micro-credits, tokens) of one step's model calls: the usage records of the requests
+    that took the step's idempotency keys (``wf:<run>:<step>:<n>``) — an llm step's call and a
+    notebook's calls through ``deepspace_lab.client`` alike, each counted once however often it was
+    replayed. A call whose request failed freed its key and is not counted here (the run's
+    :func:`tally_run` counts it)."""
+    keys = select(IK.c.request_id).where(IK.c.org_id == run["org_id"],
+                                         IK.c.key.startswith(call_key_prefix(run["id"], step_id), autoescape=True))
+    row = (await conn.execute(select(func.coalesce(func.sum(U.c.cost_micros), 0),
+                                     func.coalesce(func.sum(U.c.prompt_tokens + U.c.completion_tokens), 0))
+                              .where(U.c.org_id == run["org_id"], U.c.request_id.in_(keys.scalar_subquery())))).one()
+    return int(row[0]), int(row[1])
 
 
 # -- events ----------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from .engine import (
     record_event,
     run_deadline,
     run_key,
+    step_calls,
     step_spec,
     tally_run,
 )
@@ -256,17 +257,19 @@ async def _succeed(jctx: JobContext, run: dict[str, Any], step: dict[str, Any], 
                    attempt: int) -> None:
     engine = jctx.engine
     async with engine.begin() as conn:
+        # a kind that reports no cost (a notebook) shows what its calls cost
+        calls_cost, calls_tokens = await step_calls(conn, run, step["step_id"])
+        spent = {"tokens": outcome.tokens or calls_tokens, "cost_micros": outcome.cost_micros or calls_cost}
         done = await conn.execute(update(S).where(S.c.id == step["id"], S.c.state == "running",
                                                   S.c.attempts == attempt)
                                   .values(state="succeeded", outputs=outcome.outputs, artifacts=outcome.artifacts,
-                                          tokens=outcome.tokens, cost_micros=outcome.cost_micros, error=None,
-                                          error_code=None, error_detail=None, finished_at=utcnow()))
+                                          error=None, error_code=None, error_detail=None, finished_at=utcnow(),
+                                          **spent))
         if done.rowcount != 1:
             return
         cost = await tally_run(conn, run)
         await add_event(conn, run_id=run["id"], org_id=run["org_id"], step_id=step["step_id"],
-                        event="step.succeeded", attempt=attempt,
-                        data={"tokens": outcome.tokens, "cost_micros": outcome.cost_micros})
+                        event="step.succeeded", attempt=attempt, data=spent)
     if run["budget_micros"] is not None and cost > run["budget_micros"]:
         await fail_run(engine, jctx.worker.queue, jctx.settings, run["id"], code="budget_exceeded",
                        message=f"the run spent {cost} of its budget of {run['budget_micros']} micros")
@@ -291,13 +294,14 @@ async def _give_up(jctx: JobContext, run: dict[str, Any], step: dict[str, Any], 
 async def _end_step(jctx: JobContext, run: dict[str, Any], step: dict[str, Any], *, state: str, error_code: str,
                     error: str, detail: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None,
                     attempt: int | None = None, fallback: bool = False) -> None:
-    cost = int((detail or {}).get("cost_micros") or 0)
     async with jctx.engine.begin() as conn:
+        calls_cost, calls_tokens = await step_calls(conn, run, step["step_id"])
+        cost = int((detail or {}).get("cost_micros") or 0) or calls_cost
         done = await conn.execute(update(S).where(S.c.id == step["id"], S.c.state.in_(("pending", "queued",
                                                                                         "running")))
                                   .values(state=state, error_code=error_code, error=error[:2000],
                                           error_detail=detail or None, outputs=outputs, cost_micros=cost,
-                                          finished_at=utcnow()))
+                                          tokens=calls_tokens, finished_at=utcnow()))
         if done.rowcount != 1:
             return
         await tally_run(conn, run)

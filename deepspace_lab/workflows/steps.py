@@ -72,7 +72,12 @@ class StepContext:
     def idempotency_key(self, call_index: int) -> str:
         """The key of this step's ``call_index``-th model call: (run, step, call index), the same
         on every attempt and on a resumed run, so a finished call replays instead of paying again."""
-        return f"wf:{self.run_id}:{self.step_id}:{call_index}"
+        return f"{call_key_prefix(self.run_id, self.step_id)}{call_index}"
+
+
+def call_key_prefix(run_id: str, step_id: str) -> str:
+    """What the idempotency keys of one step's model calls start with (``wf:<run>:<step>:``)."""
+    return f"wf:{run_id}:{step_id}:"
 
 
 @dataclass

@@ -32,3 +32,6 @@ def test_the_workflow_notebook_runs_the_example_to_the_end(flows: Flows, worker:
     usage = flows.rows("SELECT trace_id, cost_micros FROM usage_records")  # the plan's call and the notebook's
     assert len(usage) >= 2 and {u["trace_id"] for u in usage} == {runs[0]["trace_id"]}
     assert runs[0]["cost_micros"] == sum(u["cost_micros"] for u in usage) > 0  # the notebook's calls count
+    steps = flows.rows("SELECT step_id, tokens, cost_micros FROM step_runs ORDER BY position")
+    assert steps[1]["cost_micros"] > 0 and steps[1]["tokens"] > 0  # the notebook step shows what its calls cost
+    assert sum(s["cost_micros"] for s in steps) == runs[0]["cost_micros"]
