@@ -151,9 +151,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "`rate_limiter_unavailable`. Either way service recovers by itself when Redis is back."),
     SettingSpec("simulator_token_latency_ms", float, 15.0,
                 "Delay per streamed token of the built-in simulated upstream (ms)."),
-    SettingSpec("pipeline_steps", str, "",
+    SettingSpec("pipeline_steps", str, "workflow",
                 "Comma-separated extension steps (entry-point group deepspace_lab.pipeline_steps) "
-                "to run between the core steps, in order. Core steps cannot be listed."),
+                "to run between the core steps, in order; `none` for none. Core steps cannot be listed. "
+                "`workflow` runs a chat request's workflow (see Workflows)."),
     SettingSpec("gateway_url", str, None,
                 "Remote mode, on a Jupyter server: the shared Gateway's URL (server root). Set, the extension "
                 "hosts no Gateway and needs no database or upstream settings; each kernel gets this URL and its "
@@ -233,7 +234,7 @@ class Settings:
     trusted_proxies: str = ""
     rate_limit_failure_mode: str = "open"
     simulator_token_latency_ms: float = 15.0
-    pipeline_steps: str = ""
+    pipeline_steps: str = "workflow"
     gateway_url: str | None = None
     jupyterhub_api_url: str | None = None
     jupyter_user_org: str | None = None
@@ -343,7 +344,7 @@ class Settings:
 
     @property
     def extension_steps(self) -> tuple[str, ...]:
-        return tuple(n.strip() for n in self.pipeline_steps.split(",") if n.strip())
+        return tuple(n.strip() for n in self.pipeline_steps.split(",") if n.strip() and n.strip() != "none")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

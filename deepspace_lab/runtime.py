@@ -105,6 +105,7 @@ class Runtime:
             upstream_is_simulated=simulated,
             key_reader=key_reader_for(settings.database_url),
             policies=PolicyCache(self.engine), limiter=self.limiter, streams=self.streams, metrics=self.metrics,
+            job_queue=lambda: self.job_queue,
         )
         self._pipeline = Pipeline(self._services, extensions=settings.extension_steps)
         self.audit.start()

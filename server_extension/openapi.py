@@ -177,7 +177,18 @@ SCHEMAS: dict[str, Any] = {
         "system": {"type": "string", "maxLength": 20000, "description": "a system prompt, sent first"},
         "regenerate": {"type": "boolean", "description": "answer the conversation's last user message again"},
         "temperature": {"type": "number"}, "top_p": {"type": "number"},
-        "max_tokens": {"type": "integer", "minimum": 1}}, ["conversation_id", "model"]),
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "workflow": {**obj({"id": ID, "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "version": {"type": "integer", "minimum": 1},
+                            "inputs": {"type": "object", "description": "the run's inputs, checked against the "
+                                                                        "definition"}}, []),
+                     "description": "run this workflow of yours (`id`, or `name` in your project; `version` "
+                                    "default the latest) instead of a model call: its progress streams as "
+                                    "`thought` events, its result is the reply; this request itself is billed "
+                                    "nothing (its hold is released, the run's calls bill themselves); Stop "
+                                    "cancels the run. 404 `workflow_not_found`, 400 `invalid_workflow_inputs`, "
+                                    "403 without the `workflows` right. Not with `regenerate`."}},
+        ["conversation_id", "model"]),
     "ChatEstimate": obj({"object": {"const": "chat.estimate"}, "model": STR,
                          "hold_micros": {"type": "integer", "description": "what the request would hold: the most it "
                                                                           "can cost"},
@@ -188,7 +199,9 @@ SCHEMAS: dict[str, Any] = {
     "ChatCancel": obj({"object": {"const": "chat.cancel"}, "request_id": STR, "status": {"const": "cancelling"}},
                       ["object", "request_id", "status"]),
     "StreamEventDelta": obj({"content": STR}, ["content"]),
-    "StreamEventThought": obj({"content": STR}, ["content"]),
+    "StreamEventThought": obj({"content": STR, "event": {"type": "string", "description": "a workflow run's event "
+                                                                           "(`step.started`, …)"},
+                               "step_id": NSTR, "workflow_run_id": STR, "data": {"type": "object"}}, ["content"]),
     "StreamEventToolCall": obj({"tool_calls": {"type": "array"}}, ["tool_calls"]),
     "StreamEventToolResult": {"type": "object", "description": "a tool's result, as the tool step reports it"},
     "StreamEventCitation": {"type": "object", "description": "a source the answer cites (RAG)"},

@@ -4,7 +4,6 @@ engine (deepspace_lab.workflows) does the work and the Worker runs the steps."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -16,7 +15,6 @@ from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
 from deepspace_lab.workflows import engine, service
 from deepspace_lab.workflows.definitions import workflow_schema
-from deepspace_lab.workflows.models import RUN_ACTIVE
 
 from .api import ApiHandler, field, json_body, principal_of, query_params
 from .openapi import ID, NSTR, NTIME, STR, TIME, obj, op, path_id, ref
@@ -217,16 +215,12 @@ class RunEventsHandler(ApiHandler):
             async with self.runtime.engine.connect() as conn:
                 await service.get_run(conn, org_id=org, run_id=run_id)  # 404 before the stream starts
             sink.start_stream()
-            while not sink.client_gone:
-                async with self.runtime.engine.connect() as conn:
-                    events = await service.run_events(conn, org_id=org, run_id=run_id, after=last)
-                    state = (await engine.load_run(conn, run_id, org_id=org))["state"]
+            async for events, _state in service.follow_run(self.runtime.engine, org_id=org, run_id=run_id,
+                                                           after=last, poll_s=EVENTS_POLL_S):
+                if sink.client_gone:
+                    break
                 for event in events:
                     sink.send(_sse(event))
-                    last = event["id"]
-                if not events and state not in RUN_ACTIVE:
-                    break
-                await asyncio.sleep(EVENTS_POLL_S)
             sink.end_stream(b"event: end\ndata: {}\n\n")
 
         ctx = self.context(kind="api.workflow_run.events", action="jobs.read")

@@ -33,6 +33,9 @@ class ChatRequest:
     store_user_turn: bool = True
     #: (prompt bound, output cap × n), worked out once by ``metering.worst_case_tokens``
     worst_case: tuple[int, int] | None = None
+    #: the product stream's ``workflow`` (checked shape): run it instead of a model call (the
+    #: ``workflow`` extension step, ``deepspace_lab.workflows.chat``)
+    workflow: dict[str, Any] | None = None
 
     def last_user_text(self) -> str:
         for message in reversed(self.payload["messages"]):

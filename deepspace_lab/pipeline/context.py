@@ -71,6 +71,9 @@ class PipelineServices:
     streams: Any = None
     #: Prometheus counters the audit step feeds (``audit.metrics.RequestMetrics``; None: not counted).
     metrics: RequestMetrics | None = None
+    #: The Worker's queue (``jobs.JobQueue``), made on first use, for steps that start jobs (the
+    #: ``workflow`` step); None where no queue is wired.
+    job_queue: Callable[[], Any] | None = None
 
 
 @dataclass(slots=True, kw_only=True)

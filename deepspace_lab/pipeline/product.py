@@ -5,7 +5,9 @@ model's context, and the same pipeline as the OpenAI route runs it (billing, lim
 Body: ``conversation_id`` and ``model`` (required), ``content`` (required unless
 ``regenerate``), ``system`` (a system prompt, e.g. the project's), ``regenerate`` (answer the
 conversation's last user message again; no new user message is stored), ``temperature``,
-``top_p``, ``max_tokens``. Anything else is a 400 ``unknown_field``.
+``top_p``, ``max_tokens``, ``workflow`` (run a workflow instead of a model call:
+``{"id" | "name", "version"?, "inputs"?}``, see ``deepspace_lab.workflows.chat``; not with
+``regenerate``). Anything else is a 400 ``unknown_field``.
 
 History: the system prompt, then the newest stored messages that fit in the context window
 after the reply's reserve (``max_tokens``, else the smaller of the default output cap and a
@@ -33,7 +35,11 @@ from .context import PipelineServices
 from .metering import estimate_tokens, worst_case_tokens
 
 KIND = "chat.product_stream"
-FIELDS = ("conversation_id", "model", "content", "system", "regenerate", "temperature", "top_p", "max_tokens")
+FIELDS = ("conversation_id", "model", "content", "system", "regenerate", "temperature", "top_p", "max_tokens",
+          "workflow")
+WORKFLOW_FIELDS = ("id", "name", "version", "inputs")
+#: the extension step that runs a request's ``workflow``
+WORKFLOW_STEP = "workflow"
 MAX_SYSTEM_CHARS = 20_000
 _ID = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 
@@ -89,7 +95,34 @@ def parse_product_body(raw: bytes, *, max_body_bytes: int) -> dict[str, Any]:
         value = body.get(name)
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise _bad(f"`{name}` must be a number", code="invalid_type", param=name)
+    if "workflow" in body:
+        if regenerate:
+            raise _bad("a workflow runs on a new message: send `content`, not `regenerate`", param="workflow")
+        body["workflow"] = _workflow_ref(body["workflow"])
     return body
+
+
+def _workflow_ref(value: Any) -> dict[str, Any]:
+    """The shape of ``workflow``; whether it exists and its inputs fit is the workflow step's to say."""
+    if not isinstance(value, dict):
+        raise _bad("`workflow` must be an object: {id or name, version, inputs}", code="invalid_type", param="workflow")
+    unknown = sorted(set(value) - set(WORKFLOW_FIELDS))
+    if unknown:
+        raise _bad(f"unknown fields {unknown} in `workflow`; allowed: {list(WORKFLOW_FIELDS)}", code="unknown_field",
+                   param=f"workflow.{unknown[0]}")
+    if ("id" in value) == ("name" in value):
+        raise _bad("name one workflow: `workflow.id` or `workflow.name`", code="missing_field", param="workflow.id")
+    if "id" in value and not (isinstance(value["id"], str) and _ID.match(value["id"])):
+        raise _bad("`workflow.id` is not a workflow id", param="workflow.id")
+    if "name" in value and not (isinstance(value["name"], str) and 0 < len(value["name"]) <= 200
+                                and "\x00" not in value["name"]):
+        raise _bad("`workflow.name` is 1-200 characters without NUL", param="workflow.name")
+    version = value.get("version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
+        raise _bad("`workflow.version` must be a positive integer", code="invalid_type", param="workflow.version")
+    if not isinstance(value.get("inputs", {}), dict):
+        raise _bad("`workflow.inputs` must be an object", code="invalid_type", param="workflow.inputs")
+    return dict(value)
 
 
 def _tokens(message: dict[str, Any]) -> int:
@@ -133,7 +166,8 @@ def product_chat_request(*, body: dict[str, Any], messages: list[dict[str, Any]]
         if body.get(name) is not None:
             payload[name] = body[name]
     return ChatRequest(payload=payload, model=body["model"], stream=True, include_usage=True,
-                       conversation_id=body["conversation_id"], store_user_turn=not body.get("regenerate"))
+                       conversation_id=body["conversation_id"], store_user_turn=not body.get("regenerate"),
+                       workflow=body.get("workflow"))
 
 
 async def estimate_hold(services: PipelineServices, *, principal: Principal, raw: bytes) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 :class:`ProductEventEncoder` turns the upstream's OpenAI chunks, as the relay hands them on,
 into ``delta`` (reply text), ``thought`` (``reasoning_content``), ``tool_call`` (``tool_calls``),
-``citation`` and ``tool_result`` (from steps that add them to a chunk under ``deepspace``) and
+``citation``, ``tool_result`` and structured ``thought`` s (from steps that add them to a chunk under
+``deepspace``: ``citations``, ``tool_results``, ``thoughts``) and
 ``error`` events; the upstream's usage chunk and ``[DONE]`` are dropped — the handler ends the
 stream with ``usage``, ``billing`` and ``done`` once the request is settled (:func:`final_events`).
 """
@@ -68,6 +69,8 @@ class ProductEventEncoder:
                 out.append(named_event("delta", {"content": content}))
         extras = chunk.get("deepspace")
         if isinstance(extras, dict):
+            for thought in extras.get("thoughts") or []:
+                out.append(named_event("thought", thought if isinstance(thought, dict) else {"content": str(thought)}))
             for citation in extras.get("citations") or []:
                 out.append(named_event("citation", citation if isinstance(citation, dict) else {"value": citation}))
             for result in extras.get("tool_results") or []:

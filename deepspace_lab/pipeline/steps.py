@@ -181,6 +181,9 @@ class ValidateStep(BaseStep):
             stored=stored, body=body, context_window=ctx.model.context_window,
             default_cap=settings.default_max_output_tokens)
         ctx.chat = product.product_chat_request(body=body, messages=messages, reserve=reserve)
+        if ctx.chat.workflow is not None and product.WORKFLOW_STEP not in settings.extension_steps:
+            raise InvalidRequest("this deployment does not run workflows from chat (the `workflow` pipeline step is "
+                                 "not in DEEPSPACE_PIPELINE_STEPS)", code="workflow_step_disabled", param="workflow")
         ctx.detail.update(conversation_id=body["conversation_id"], history_messages=len(stored),
                           history_dropped=dropped or None, regenerate=body.get("regenerate") or None)
         if self.services.streams is not None:  # other gateways can now route a Stop here

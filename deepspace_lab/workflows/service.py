@@ -6,10 +6,13 @@ the version it ran. Reads take a connection or a session (both ``execute``).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..db.base import new_id, utcnow
 from ..db.paging import check_limit, encode_cursor, newest_first
@@ -17,7 +20,7 @@ from ..errors import InvalidRequest
 from .definitions import parse_definition
 from .engine import load_run, load_steps
 from .errors import WorkflowNotFoundError
-from .models import RUN_STATES, StepRun, Workflow, WorkflowEvent, WorkflowRun, WorkflowVersion
+from .models import RUN_ACTIVE, RUN_STATES, StepRun, Workflow, WorkflowEvent, WorkflowRun, WorkflowVersion
 
 W, V = cast(Table, Workflow.__table__), cast(Table, WorkflowVersion.__table__)
 R, S, E = (cast(Table, m.__table__) for m in (WorkflowRun, StepRun, WorkflowEvent))
@@ -161,3 +164,20 @@ async def run_events(db: Db, *, org_id: str, run_id: str, after: int = 0, limit:
                              .order_by(E.c.id).limit(limit))).all()
     return [{"id": r.id, "event": r.event, "step_id": r.step_id, "attempt": r.attempt, "message": r.message,
              "data": r.data, "created_at": _iso(r.created_at)} for r in rows]
+
+
+async def follow_run(engine: AsyncEngine, *, org_id: str, run_id: str, after: int = 0,
+                     poll_s: float = 0.25) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+    """The run's events as they are recorded, in batches (oldest first, possibly empty) each with
+    the run's state, every ``poll_s``, until the run has ended and its last event is out. A
+    caller that has seen enough stops iterating."""
+    while True:
+        async with engine.connect() as conn:
+            events = await run_events(conn, org_id=org_id, run_id=run_id, after=after)
+            state = (await load_run(conn, run_id, org_id=org_id))["state"]
+        if events:
+            after = events[-1]["id"]
+        yield events, state
+        if not events and state not in RUN_ACTIVE:
+            return
+        await asyncio.sleep(poll_s)
