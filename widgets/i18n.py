@@ -33,6 +33,13 @@ TEXT: dict[str, dict[str, str]] = {
         "context": "Notebook context", "include_cell": "current cell", "include_error": "its last error",
         "variables": "variables (comma-separated)", "key_only_project": "An API key works only in its own project",
         "admin_console": "Admin console ↗",
+        "workflow": "Workflow", "version": "Version", "inputs": "Inputs", "start_run": "Start run",
+        "cancel_run": "Cancel", "resume_run": "Resume", "fork_from": "Fork from step", "fork": "Fork",
+        "run_history": "Run history", "open_run": "Open run", "steps": "Steps", "events": "Log",
+        "outputs": "Outputs", "artifacts": "Artifacts", "download": "Download", "no_workflows":
+        "No workflows in this project yet: save one (client.save_workflow or deepspace-lab workflow run)",
+        "no_run": "No run open", "run_line": "Run {run} · {state} · {tokens} tokens · {cost} credits",
+        "following": "following…", "budget": "Budget (credits)",
     },
     "zh": {
         "chat": "对话", "billing": "账单", "projects": "项目", "profile": "个人资料",
@@ -58,6 +65,13 @@ TEXT: dict[str, dict[str, str]] = {
         "context": "笔记本上下文", "include_cell": "当前单元格", "include_error": "最近的错误",
         "variables": "变量（逗号分隔）", "key_only_project": "API 密钥只能在其所属项目中使用",
         "admin_console": "管理后台 ↗",
+        "workflow": "工作流", "version": "版本", "inputs": "输入", "start_run": "开始运行",
+        "cancel_run": "取消", "resume_run": "恢复", "fork_from": "从步骤分叉", "fork": "分叉",
+        "run_history": "运行历史", "open_run": "打开运行", "steps": "步骤", "events": "日志",
+        "outputs": "输出", "artifacts": "产物", "download": "下载", "no_workflows":
+        "此项目还没有工作流：请先保存一个（client.save_workflow 或 deepspace-lab workflow run）",
+        "no_run": "未打开任何运行", "run_line": "运行 {run} · {state} · {tokens} token · {cost} 积分",
+        "following": "跟踪中…", "budget": "预算（积分）",
     },
 }
 

@@ -76,3 +76,35 @@ class BillingStore(HasTraits):
         self.wallet = merged
         available = merged.get("available_micros", merged.get("balance_micros"))
         self.low_balance = available is not None and available < self.low_balance_micros
+
+
+class WorkflowStore(HasTraits):
+    """The workflow widget's state: definitions and versions, the open run, its log and files."""
+
+    workflows = List()
+    workflow_id = Unicode(None, allow_none=True)
+    #: versions of the chosen workflow, newest first
+    versions = List()
+    version = Int(None, allow_none=True)
+    #: the chosen version's definition (its declared inputs, its steps)
+    definition = Dict()
+    #: run history of the chosen workflow, newest first
+    runs = List()
+    #: the open run with its steps, as the Gateway last said
+    run = Dict()
+    run_id = Unicode(None, allow_none=True)
+    #: the open run's events, oldest first (the newest ``MAX_EVENTS``)
+    events = List()
+    #: the open run's files: {id, name, size_bytes, step_id, path (once downloaded)}
+    artifacts = List()
+    following = Bool(False)
+    error = Dict()
+
+    MAX_EVENTS = 500
+
+    def declared_inputs(self) -> dict[str, dict[str, Any]]:
+        """The chosen version's inputs by name: {type, default, description}."""
+        return {name: dict(spec or {}) for name, spec in (self.definition.get("inputs") or {}).items()}
+
+    def step_ids(self) -> list[str]:
+        return [s["id"] for s in self.definition.get("steps") or []]

@@ -135,6 +135,10 @@ def workflow(workflow_id: str) -> Call:
     return Call("GET", f"{WF}/{workflow_id}")
 
 
+def workflow_version(workflow_id: str, version: int) -> Call:
+    return Call("GET", f"{WF}/{workflow_id}/versions/{int(version)}")
+
+
 def start_workflow(workflow_id: str, *, inputs: dict[str, Any] | None, version: int | None,
                    budget_micros: int | None) -> Call:
     body = {k: v for k, v in (("workflow_id", workflow_id), ("inputs", inputs), ("version", version),

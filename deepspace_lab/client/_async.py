@@ -233,6 +233,10 @@ class AsyncDeepSpaceClient(FileCalls[Awaitable[Any]], MoneyCalls[Awaitable[Any]]
         """A workflow with its versions."""
         return dict(await self._send(_api.workflow(workflow_id)))
 
+    async def workflow_version(self, workflow_id: str, version: int) -> dict[str, Any]:
+        """One version of a workflow: its source and validated ``definition``."""
+        return dict(await self._send(_api.workflow_version(workflow_id, version)))
+
     async def start_workflow(self, workflow_id: str, inputs: dict[str, Any] | None = None, *,
                        version: int | None = None, budget_micros: int | None = None) -> dict[str, Any]:
         """Start a run (the latest version unless ``version``); the run comes back at once."""

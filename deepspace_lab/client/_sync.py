@@ -228,6 +228,10 @@ class DeepSpaceClient(FileCalls[Any], MoneyCalls[Any], ObserveCalls[Any], Accoun
         """A workflow with its versions."""
         return dict(self._send(_api.workflow(workflow_id)))
 
+    def workflow_version(self, workflow_id: str, version: int) -> dict[str, Any]:
+        """One version of a workflow: its source and validated ``definition``."""
+        return dict(self._send(_api.workflow_version(workflow_id, version)))
+
     def start_workflow(self, workflow_id: str, inputs: dict[str, Any] | None = None, *,
                        version: int | None = None, budget_micros: int | None = None) -> dict[str, Any]:
         """Start a run (the latest version unless ``version``); the run comes back at once."""

@@ -1,0 +1,125 @@
+"""The workflow widget without a browser, against a live gateway and worker: browse definitions
+and versions, start a run from its input fields, follow its steps, log, outputs and artifacts
+(downloaded through the files API), cancel, resume, fork and the run history — asserted through
+the store and the widgets' values."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from deepspace_lab.client import AsyncDeepSpaceClient
+from deepspace_lab.widgets import WorkflowPanel
+
+from ..workflows.conftest import MODEL, Flows
+from ..workflows.notebook_fixtures import write_notebook
+from .test_workbench import until
+
+FLOW = f"""name: widget-flow
+inputs:
+  topic: {{type: string}}
+  words: {{type: integer, default: 4}}
+steps:
+  - id: plan
+    kind: llm
+    model: {MODEL}
+    prompt: "Plan {{{{ inputs.topic }}}} [sim:tokens={{{{ inputs.words }}}}]"
+  - id: check
+    kind: verify
+    depends_on: [plan]
+    assert: [{{value: "{{{{ steps.plan.outputs.text }}}}", contains: "[simulated]"}}]
+"""
+
+
+def panel(flows: Flows, key: str, tmp_path: Path, **kwargs: Any) -> WorkflowPanel:
+    client = AsyncDeepSpaceClient(base_url=flows.gw.url, api_key=key)
+    return WorkflowPanel(client, poll_s=0.05, download_dir=str(tmp_path / "downloads"), **kwargs)
+
+
+@pytest.mark.slow  # one papermill run: the notebook step's artifact
+def test_browse_start_follow_and_download_the_artifact(flows: Flows, worker: Any, tmp_path: Path) -> None:
+    notebook = write_notebook(tmp_path / "report.ipynb", "topic = ''",
+                              "from deepspace_lab.client import workflow_output\n"
+                              "workflow_output('report', 'report on ' + topic)")
+    source = FLOW + f"""  - id: report
+    kind: notebook
+    depends_on: [check]
+    notebook: {notebook}
+    parameters: {{topic: "{{{{ inputs.topic }}}}"}}
+    outputs: [report]
+"""
+
+    key = flows.api_key("chat", "workflows")
+
+    async def scenario() -> None:
+        wf = panel(flows, key, tmp_path)
+        await wf.connection.client.save_workflow(FLOW)
+        await wf.connection.client.save_workflow(source)  # version 2
+        await wf.controller.load()
+        store = wf.store
+        assert [w["name"] for w in store.workflows] == ["widget-flow"] and wf.workflow.label == "widget-flow"
+        assert [v["version"] for v in store.versions] == [2, 1] and wf.version.value == 2
+        assert list(wf.fields) == ["topic", "words"] and wf.fields["words"].value == "4"
+        wf.fields["topic"].value = "tides"
+        wf.buttons["start_run"].click()
+        await until(lambda: store.run.get("state") == "succeeded", timeout_s=60)
+        await until(lambda: not store.following and bool(store.artifacts))
+        run = store.run
+        assert [s["state"] for s in run["steps"]] == ["succeeded"] * 3 and run["inputs"] == {"topic": "tides",
+                                                                                             "words": 4}
+        assert run["steps"][2]["outputs"] == {"report": "report on tides"}
+        assert "report on tides" in wf.outputs.value and "succeeded" in wf.steps.value
+        assert "step.started" in wf.events.value and store.events[-1]["event"] == "run.succeeded"
+        assert 1 < wf.controller.polls and run["id"] in wf.run_line.value
+        (artifact,) = store.artifacts
+        assert artifact["name"].endswith(".ipynb") and artifact["step_id"] == "report"
+        wf.artifact_choice.value = artifact["id"]
+        wf.download.click()
+        await until(lambda: bool(store.artifacts[0]["path"]))
+        saved = Path(store.artifacts[0]["path"])
+        assert saved.parent == tmp_path / "downloads" / run["id"]
+        assert nbformat.reads(saved.read_text(), as_version=4).cells  # the executed notebook, whole
+        assert "ds-artifact-link" in wf.artifacts.value
+        assert [r["id"] for r in store.runs] == [run["id"]] and wf.run_choice.value == run["id"]
+        wf.version.value = 1  # an older version: its own inputs and steps
+        await until(lambda: store.definition.get("steps") and len(store.definition["steps"]) == 2)
+
+    asyncio.run(scenario())
+
+
+def test_cancel_resume_fork_and_history(flows: Flows, start_worker: Any, tmp_path: Path) -> None:
+    key = flows.api_key("chat", "workflows")
+
+    async def scenario() -> None:
+        wf = panel(flows, key, tmp_path, lang="zh")
+        assert wf.buttons["start_run"].description == "开始运行"
+        await wf.connection.client.save_workflow(FLOW)
+        await wf.controller.load()
+        store = wf.store
+        wf.fields["topic"].value = "dunes"
+        run_id = await wf.controller.start(wf.input_values())  # no worker yet: it waits on its first step
+        assert store.run["state"] == "running" and wf.buttons["cancel_run"].disabled is False
+        wf.buttons["cancel_run"].click()
+        await until(lambda: store.run.get("state") == "cancelled")
+        assert wf.buttons["resume_run"].disabled is False and "cancelled" in wf.run_line.value
+        start_worker()
+        wf.buttons["resume_run"].click()
+        await until(lambda: store.run.get("state") == "succeeded", timeout_s=30)
+        assert "run.resumed" in [e["event"] for e in store.events]
+        wf.fork_step.value = "check"
+        wf.buttons["fork"].click()
+        await until(lambda: store.run_id != run_id and store.run.get("state") == "succeeded", timeout_s=30)
+        plan, check = store.run["steps"]
+        assert store.run["forked_from"] == run_id and plan["reused_from"] and check["reused_from"] is None
+        await until(lambda: len(store.runs) == 2)
+        wf.run_choice.value = run_id  # back to the first run, from the history
+        await until(lambda: store.run.get("id") == run_id)
+        assert store.run["state"] == "succeeded" and wf.fork_step.options == ("plan", "check")
+        wf.version.value = None  # nothing chosen: nothing happens
+        assert store.error == {}
+
+    asyncio.run(scenario())
