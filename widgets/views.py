@@ -121,7 +121,24 @@ def insert_cell_js(code: str, nonce: str) -> str:
 }})();"""
 
 
-class ChatView(w.VBox):  # type: ignore[misc]
+class Rendering:
+    """:meth:`render` draws the store through ``_render`` with ``_rendering`` set, so the view's own
+    observers can tell a value it set from one the user chose."""
+
+    _rendering = False
+
+    def render(self, _change: Any = None) -> None:
+        self._rendering = True
+        try:
+            self._render()
+        finally:
+            self._rendering = False
+
+    def _render(self) -> None:
+        raise NotImplementedError
+
+
+class ChatView(Rendering, w.VBox):  # type: ignore[misc]
     def __init__(self, chat: ChatStore, billing: BillingStore, controller: ChatController,
                  stream: ChatStreamController, *, text: Text) -> None:
         self.chat, self.billing, self.controller, self.stream, self.text = chat, billing, controller, stream, text
@@ -209,13 +226,6 @@ class ChatView(w.VBox):  # type: ignore[misc]
                 {"output_type": "display_data", "data": {"application/javascript": script}, "metadata": {}},)
         self.code_out.value = code
         self.code_out.layout.display = ""
-
-    def render(self, _change: Any = None) -> None:
-        self._rendering = True
-        try:
-            self._render()
-        finally:
-            self._rendering = False
 
     def _render(self) -> None:
         chat, t = self.chat, self.text

@@ -21,7 +21,7 @@ from .controllers import Connection
 from .i18n import Text, credits
 from .render import escape
 from .stores import WorkflowStore
-from .views import Loop, on_loop, spawn
+from .views import Loop, Rendering, on_loop, spawn
 from .workflow_controller import WorkflowController
 
 _STATE_COLOURS = {"succeeded": "#15803d", "failed": "#b00020", "cancelled": "#6b7280", "running": "#1d4ed8",
@@ -95,13 +95,12 @@ def history_html(runs: list[dict[str, Any]]) -> str:
     return table_html(rows, ["run", "state", "started", "cost", "forked from"])
 
 
-class WorkflowView(w.VBox):  # type: ignore[misc]
+class WorkflowView(Rendering, w.VBox):  # type: ignore[misc]
     """Browse definitions and versions, start a run with inputs, follow it (steps, log, outputs,
     artifacts), cancel, resume, fork from a step, and open any run of the history."""
 
     def __init__(self, store: WorkflowStore, controller: WorkflowController, *, text: Text) -> None:
         self.store, self.controller, self.text = store, controller, text
-        self._rendering = False
         t, wide = text, {"description_width": "initial"}
         self.workflow = w.Dropdown(description=t("workflow"), options=[], style=wide)
         self.version = w.Dropdown(description=t("version"), options=[], style=wide, layout=w.Layout(width="160px"))
@@ -178,13 +177,6 @@ class WorkflowView(w.VBox):  # type: ignore[misc]
                                        tooltip=spec.get("description", ""), style={"description_width": "initial"})
         self.inputs.children = list(self.fields.values())
         self.render()
-
-    def render(self, _change: Any = None) -> None:
-        self._rendering = True
-        try:
-            self._render()
-        finally:
-            self._rendering = False
 
     def _render(self) -> None:
         s, t = self.store, self.text

@@ -12,20 +12,10 @@ from deepspace_lab.client import DeepSpaceClient, DeepSpaceClientError
 
 from ..helpers import Gateway
 from .conftest import MODEL, Flows
+from .test_engine_api import SOURCE as API_SOURCE
 
-SOURCE = f"""name: chat-flow
-inputs:
-  topic: {{type: string}}
-steps:
-  - id: gate
-    kind: verify
-    assert: [{{value: "{{{{ inputs.topic }}}}", min_length: 1}}]
-  - id: write
-    kind: llm
-    depends_on: [gate]
-    model: {MODEL}
-    prompt: "Write about {{{{ inputs.topic }}}} [sim:tokens=5]"
-"""
+SOURCE = (API_SOURCE.replace("name: api-flow", "name: chat-flow")
+          .replace("Write about {{ inputs.topic }}", "Write about {{ inputs.topic }} [sim:tokens=5]"))
 
 
 @pytest.fixture
