@@ -10,7 +10,7 @@ import pytest
 
 from deepspace_lab.client import DeepSpaceClient, DeepSpaceClientError
 
-from ..helpers import Gateway
+from ..helpers import Gateway, make_tenant
 from .conftest import MODEL, Flows
 from .test_engine_api import SOURCE as API_SOURCE
 
@@ -99,5 +99,11 @@ def test_stop_cancels_the_run_and_bad_requests_are_refused_before_it_starts(flow
     assert (error.code, error.param) == ("missing_field", "workflow.id")
     error = refused(flows.api_key("chat"), id=workflow["id"], inputs={"topic": "x"})  # no `workflows` scope
     assert (error.status, error.code) == (403, "permission_denied")
+    other = DeepSpaceClient(base_url=flows.gw.url, api_key=make_tenant(
+        flows.gw.settings, email="other@example.org", scopes=("chat", "workflows")).api_key)
+    with pytest.raises(DeepSpaceClientError) as caught:  # another org's workflow is not found
+        list(other.stream_chat(conversation_id=other.create_conversation()["id"], content="go", model=MODEL,
+                               workflow={"id": workflow["id"], "inputs": {"topic": "x"}}))
+    assert (caught.value.status, caught.value.code) == (404, "workflow_not_found")
     assert len(client.workflow_runs()["data"]) == started  # nothing started
     assert all(r["cost_micros"] == 0 for r in usage_rows(flows.gw))  # and nothing billed
