@@ -33,6 +33,9 @@ class WorkflowController:
         self.download_dir = Path(download_dir)
         self.task: asyncio.Task[None] | None = None
         self._after = 0
+        #: one read of the open run at a time: the follower's and an action's would interleave
+        #: (a stale state written last, events twice)
+        self._reading = asyncio.Lock()
         #: store updates made while following (one per poll), for tests and tuning
         self.polls = 0
 
@@ -125,24 +128,41 @@ class WorkflowController:
             self.task = asyncio.get_running_loop().create_task(self._follow())
 
     async def _follow(self) -> None:
-        self.store.following = True
-        try:
-            while self.store.run.get("state") in ACTIVE and self.store.run_id is not None:
-                await asyncio.sleep(self.poll_s)
-                await self._poll(self.store.run_id)
-        finally:
-            self.store.following = False
-        await self.refresh_runs()
+        while True:
+            self.store.following = True
+            try:
+                while self.store.run.get("state") in ACTIVE and self.store.run_id is not None:
+                    await asyncio.sleep(self.poll_s)
+                    await self._poll(self.store.run_id)
+            finally:
+                self.store.following = False
+            await self.refresh_runs()
+            # a run resumed (or opened) meanwhile found this task still running: go on with it;
+            # nothing awaits between this check and the task's end, so none is left unfollowed
+            if self.store.run.get("state") not in ACTIVE:
+                return
 
     async def _poll(self, run_id: str) -> None:
-        events = await guarded(self.store, self.client.workflow_events(run_id, after=self._after))
+        async with self._reading:
+            await self._read(run_id)
+
+    async def _read(self, run_id: str) -> None:
+        # the run before its events: a run's end and its last event commit together, so a run read
+        # as ended has every event in the read that follows
         run = await guarded(self.store, self.client.workflow_run(run_id))
+        new, after = [], self._after
+        while run is not None:  # every page of new events
+            page = await guarded(self.store, self.client.workflow_events(run_id, after=after))
+            if not page or not page["data"]:
+                break
+            new += page["data"]
+            after = int(page["next_after"])
         if run is None or run_id != self.store.run_id:  # failed, or another run was opened meanwhile
             return
         with self.store.hold_trait_notifications():
-            if events and events["data"]:
-                self.store.events = [*self.store.events, *events["data"]][-WorkflowStore.MAX_EVENTS:]
-                self._after = int(events["next_after"])
+            if new:
+                self.store.events = [*self.store.events, *new][-WorkflowStore.MAX_EVENTS:]
+                self._after = after
             self.store.run = run
         self.polls += 1
         await self._name_artifacts(run)

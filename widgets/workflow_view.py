@@ -95,6 +95,17 @@ def history_html(runs: list[dict[str, Any]]) -> str:
     return table_html(rows, ["run", "state", "started", "cost", "forked from"])
 
 
+def set_choices(dropdown: w.Dropdown, options: list[Any]) -> None:
+    """New options only when they changed, keeping the value chosen (a re-render every poll
+    must not undo the user's choice)."""
+    options = [tuple(o) if isinstance(o, list) else o for o in options]
+    if tuple(dropdown.options) != tuple(options):
+        kept = dropdown.value
+        dropdown.options = options
+        values = [o[1] if isinstance(o, tuple) else o for o in options]
+        dropdown.value = kept if kept in values else (values[0] if values else None)
+
+
 class WorkflowView(Rendering, w.VBox):  # type: ignore[misc]
     """Browse definitions and versions, start a run with inputs, follow it (steps, log, outputs,
     artifacts), cancel, resume, fork from a step, and open any run of the history."""
@@ -181,20 +192,20 @@ class WorkflowView(Rendering, w.VBox):  # type: ignore[misc]
     def _render(self) -> None:
         s, t = self.store, self.text
         with self.hold_sync():
-            self.workflow.options = [(wf["name"], wf["id"]) for wf in s.workflows]
+            set_choices(self.workflow, [(wf["name"], wf["id"]) for wf in s.workflows])
             self.workflow.value = s.workflow_id if s.workflow_id in {wf["id"] for wf in s.workflows} else None
-            self.version.options = [(f"v{v['version']}", v["version"]) for v in s.versions]
+            set_choices(self.version, [(f"v{v['version']}", v["version"]) for v in s.versions])
             self.version.value = s.version if s.version in {v["version"] for v in s.versions} else None
             self.empty.value = f"<i>{escape(t('no_workflows'))}</i>" if not s.workflows and not s.error else ""
-            self.fork_step.options = [sid for sid in (st["step_id"] for st in s.run.get("steps") or [])]
+            set_choices(self.fork_step, [st["step_id"] for st in s.run.get("steps") or []])
             self.run_line.value = run_line_html(s, t)
             self.steps.value = steps_html(s.run)
             self.outputs.value = outputs_html(s.run)
             self.events.value = events_html(list(s.events))
-            self.artifact_choice.options = [(a["name"], a["id"]) for a in s.artifacts]
+            set_choices(self.artifact_choice, [(a["name"], a["id"]) for a in s.artifacts])
             self.artifacts.value = artifacts_html(list(s.artifacts))
             self.history.value = history_html(list(s.runs))
-            self.run_choice.options = [(f"{r['id']} · {r['state']}", r["id"]) for r in s.runs]
+            set_choices(self.run_choice, [(f"{r['id']} · {r['state']}", r["id"]) for r in s.runs])
             self.run_choice.value = s.run_id if s.run_id in {r["id"] for r in s.runs} else None
             self.error.value = error_html(s.error, t)
             state = s.run.get("state")

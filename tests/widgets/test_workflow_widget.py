@@ -100,13 +100,14 @@ def test_cancel_resume_fork_and_history(flows: Flows, start_worker: Any, tmp_pat
         await wf.connection.client.save_workflow(FLOW)
         await wf.controller.load()
         store = wf.store
-        wf.fields["topic"].value = "dunes"
-        run_id = await wf.controller.start(wf.input_values())  # no worker yet: it waits on its first step
+        start_worker()
+        wf.fields["topic"].value = "dunes [sim:delay_ms=1500]"  # a plan slow enough to cancel mid-step
+        run_id = await wf.controller.start(wf.input_values())
         assert store.run["state"] == "running" and wf.buttons["cancel_run"].disabled is False
+        await until(lambda: store.run["steps"][0]["state"] == "running")
         wf.buttons["cancel_run"].click()
         await until(lambda: store.run.get("state") == "cancelled")
         assert wf.buttons["resume_run"].disabled is False and "cancelled" in wf.run_line.value
-        start_worker()
         wf.buttons["resume_run"].click()
         await until(lambda: store.run.get("state") == "succeeded", timeout_s=30)
         assert "run.resumed" in [e["event"] for e in store.events]
