@@ -135,6 +135,10 @@ async def run_workflow_step(jctx: JobContext) -> dict[str, Any]:
     async with engine.connect() as conn:
         run = await load_run(conn, run_id)
         step = next(s for s in await load_steps(conn, run_id) if s["step_id"] == step_id)
+    if step["job_id"] != jctx.job.id:
+        # a job of an earlier queuing of this step (queued before a cancel, run after the resume
+        # queued the step again): the step is another job's now, and this one must not touch it
+        return {"state": "superseded"}
     if step["state"] in STEP_FINISHED or run["state"] not in RUN_ACTIVE or run["state"] == "cancelling":
         if step["state"] not in STEP_FINISHED:
             await _end_step(jctx, run, step, state="cancelled", error_code="cancelled", error="the run ended")
@@ -211,9 +215,9 @@ async def _begin_attempt(jctx: JobContext, run: dict[str, Any], step: dict[str, 
                          lost: bool) -> int | None:
     now = utcnow()
     async with jctx.engine.begin() as conn:
-        row = (await conn.execute(update(S).where(S.c.id == step["id"], S.c.state.in_(("queued", "running")))
-                                  .values(state="running", attempts=S.c.attempts + 1, inputs=inputs,
-                                          job_id=jctx.job.id, started_at=now)
+        row = (await conn.execute(update(S).where(S.c.id == step["id"], S.c.state.in_(("queued", "running")),
+                                                  S.c.job_id == jctx.job.id)
+                                  .values(state="running", attempts=S.c.attempts + 1, inputs=inputs, started_at=now)
                                   .returning(S.c.attempts))).first()
         if row is None:
             return None
@@ -261,7 +265,7 @@ async def _succeed(jctx: JobContext, run: dict[str, Any], step: dict[str, Any], 
         calls_cost, calls_tokens = await step_calls(conn, run, step["step_id"])
         spent = {"tokens": outcome.tokens or calls_tokens, "cost_micros": outcome.cost_micros or calls_cost}
         done = await conn.execute(update(S).where(S.c.id == step["id"], S.c.state == "running",
-                                                  S.c.attempts == attempt)
+                                                  S.c.attempts == attempt, S.c.job_id == jctx.job.id)
                                   .values(state="succeeded", outputs=outcome.outputs, artifacts=outcome.artifacts,
                                           error=None, error_code=None, error_detail=None, finished_at=utcnow(),
                                           **spent))
@@ -297,8 +301,8 @@ async def _end_step(jctx: JobContext, run: dict[str, Any], step: dict[str, Any],
     async with jctx.engine.begin() as conn:
         calls_cost, calls_tokens = await step_calls(conn, run, step["step_id"])
         cost = int((detail or {}).get("cost_micros") or 0) or calls_cost
-        done = await conn.execute(update(S).where(S.c.id == step["id"], S.c.state.in_(("pending", "queued",
-                                                                                        "running")))
+        done = await conn.execute(update(S).where(S.c.id == step["id"], S.c.job_id == jctx.job.id,
+                                                  S.c.state.in_(("pending", "queued", "running")))
                                   .values(state=state, error_code=error_code, error=error[:2000],
                                           error_detail=detail or None, outputs=outputs, cost_micros=cost,
                                           tokens=calls_tokens, finished_at=utcnow()))

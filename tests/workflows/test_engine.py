@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -221,3 +222,33 @@ def test_a_verify_judge_asks_the_model_through_the_gateway(flows: Flows, worker:
     usage = flows.rows("SELECT cost_micros, trace_id FROM usage_records WHERE org_id = :o", o=flows.gw.tenant.org_id)
     assert len(usage) == 3 and {u["trace_id"] for u in usage} == {run["trace_id"]}  # draft + two judge calls
     assert run["cost_micros"] == sum(u["cost_micros"] for u in usage) and judged["cost_micros"] > 0
+
+
+def test_a_job_queued_before_a_cancel_and_resume_leaves_the_step_to_the_new_job(flows: Flows,
+                                                                                start_worker: Any) -> None:
+    """No worker runs while the run is started, cancelled and resumed: step a's first job (queued
+    before the cancel) is still in the queue when a worker starts, next to the job the resume
+    queued. The old job finds the step is another job's and touches nothing; the new one runs it
+    once, and the run succeeds with every step run (it once ended succeeded with its steps
+    cancelled, when the old job cancelled the resumed step)."""
+    run = flows.start(_flow("stale", _llm("a", "x"), _llm("b", "y", deps="a")))
+
+    async def cancel_then_resume(engine: Any) -> dict[str, Any]:
+        from deepspace_lab.workflows.engine import cancel_run, resume_run
+
+        org = flows.gw.tenant.org_id
+        assert (await cancel_run(engine, flows.queue, flows.settings, org_id=org, run_id=run["id"]))[
+            "state"] == "cancelled"
+        return await resume_run(engine, flows.queue, flows.settings, org_id=org, run_id=run["id"])
+
+    assert flows.call(cancel_then_resume)["state"] == "running"
+    start_worker()
+    done = flows.wait(run["id"], "succeeded", "failed", "cancelled")
+    assert done["state"] == "succeeded"
+    assert [(s["step_id"], s["state"], s["attempts"]) for s in done["steps"]] == [
+        ("a", "succeeded", 1), ("b", "succeeded", 1)]
+    jobs = flows.rows("SELECT id, state, result FROM jobs WHERE kind = 'workflow_step' ORDER BY created_at, id")
+    assert len(jobs) == 3  # a (before the cancel), a (the resume's), b
+    results = [json.loads(j["result"]) if isinstance(j["result"], str) else j["result"] for j in jobs]
+    assert sum(1 for r in results if r and r.get("state") == "superseded") == 1
+    assert len(flows.rows("SELECT id FROM usage_records WHERE org_id = :o", o=flows.gw.tenant.org_id)) == 2
