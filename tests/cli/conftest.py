@@ -4,12 +4,14 @@ kills what a test started."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,6 +129,23 @@ class Proc:
             self.popen.wait(10)
 
 
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """Spawn children that take SIGINT as a shell would start them. An ignored SIGINT is inherited
+    across exec (and a Python that starts with it ignored never installs its handler): when
+    something in this test process had set SIG_IGN (ipykernel's app does, for one), a child
+    stopped with SIGINT ignored it and was killed after the timeout."""
+    ignored = (threading.current_thread() is threading.main_thread()
+               and signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Processes:
     """Starts subprocesses; :meth:`close` kills every one still running (fixture teardown)."""
 
@@ -139,7 +158,7 @@ class Processes:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         label = name or f"{Path(cmd[0]).name}-{len(self.started)}"
         out, err = self.log_dir / f"{label}.out", self.log_dir / f"{label}.err"
-        with open(out, "wb") as out_f, open(err, "wb") as err_f:
+        with open(out, "wb") as out_f, open(err, "wb") as err_f, _sigint_not_ignored():
             popen = subprocess.Popen(list(cmd), env=dict(env), stdout=out_f, stderr=err_f, cwd=cwd,
                                      stdin=subprocess.DEVNULL)
         proc = Proc(label, popen, out, err)
