@@ -27,7 +27,7 @@ class RateUsageHandler(AdminHandler):
             params = admin_params(self, allowed=("org_id", "project_id", "api_key_id"))
             if "org_id" not in params:
                 raise InvalidRequest("name the org with `org_id`", code="missing_field", param="org_id")
-            org_id = self.target_org(ctx, params["org_id"]) or params["org_id"]
+            org_id = self.target_org(ctx, params["org_id"])
             project_id, key_id = params.get("project_id"), params.get("api_key_id")
             if await session.get(Org, org_id) is None:
                 raise NotFound(f"no org {org_id!r}", code="org_not_found", param="org_id")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, case, delete, func, insert, literal, select
+from sqlalchemy import Table, case, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,7 +33,8 @@ from ..audit.models import AuditLog
 from ..billing.budgets import period_start
 from ..billing.models import BUDGET_PERIODS, Budget, BudgetCounter, Hold, UsageRecord, Wallet
 from ..config import Settings
-from ..db.base import UTCDateTime, new_id, utcnow
+from ..db.base import utcnow
+from ..observe._query import at as _at
 from ..webhooks.models import WebhookAlert
 from .queue import JobQueue
 from .webhooks import publish_event
@@ -45,10 +46,6 @@ ERROR_SPIKE = {"min_requests": 20, "min_rate": 0.2, "ratio": 3.0}
 SPEND_SPIKE = {"min_micros": 1_000_000, "ratio": 3.0}
 #: the key prefixes the minute pass decides (reconciliation's are the reconcile task's)
 PASS_PREFIXES = ("budget:", "low_balance:", "anomaly:holds:", "anomaly:errors:", "anomaly:spend:")
-
-
-def _at(moment: datetime) -> Any:
-    return literal(moment, UTCDateTime())
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +151,8 @@ async def clear_alerts(engine: AsyncEngine, *, prefixes: tuple[str, ...], keep: 
     """Forget the fired keys under ``prefixes`` not in ``keep`` (they no longer hold); returns
     (the fired keys still kept, the keys forgotten)."""
     async with engine.connect() as conn:
-        fired = {k for (k,) in (await conn.execute(select(AL.c.key))).all() if k.startswith(prefixes)}
+        fired = {k for (k,) in (await conn.execute(
+            select(AL.c.key).where(or_(*(AL.c.key.startswith(p, autoescape=True) for p in prefixes))))).all()}
     cleared = sorted(fired - keep)
     if cleared:
         async with engine.begin() as conn:
@@ -174,7 +172,7 @@ async def sync_alerts(engine: AsyncEngine, queue: JobQueue, conditions: Iterable
         try:
             async with engine.begin() as conn:
                 await conn.execute(insert(AL).values(key=key, org_id=cond.org_id, event=cond.event,
-                                                     event_id=new_id("evt"), created_at=utcnow()))
+                                                     created_at=utcnow()))
         except IntegrityError:
             continue  # another worker's pass fired it
         await publish_event(engine, queue, event=cond.event, org_id=cond.org_id, data=cond.data)

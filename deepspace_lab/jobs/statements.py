@@ -43,7 +43,8 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
 
 def _check(params: dict[str, Any]) -> dict[str, Any]:
     if set(params) - {"month", "org_id"} or "month" not in params or not isinstance(params["month"], str):
-        raise JobParamsError("a statement takes `month` (YYYY-MM) and nothing else", param="month")
+        raise JobParamsError("a statement takes `month` (YYYY-MM) and, for an admin's statement, `org_id`; "
+                             "nothing else", param="month")
     month_bounds(params["month"])
     org_id = params.get("org_id")
     if org_id is not None and not isinstance(org_id, str):

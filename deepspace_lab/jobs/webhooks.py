@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ..db import make_sessionmaker
 from ..db.base import new_id
+from ..policy.rules import parse_networks
 from ..webhooks import open_secret
 from ..webhooks.deliveries import event_body, record_attempt, signed_headers
 from ..webhooks.errors import WebhookDeliveryError
@@ -61,7 +62,7 @@ async def refused_target(url: str, allowed: str) -> str | None:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         return None  # unresolvable: the POST fails on its own, and is retried (DNS may come back)
-    networks = [ipaddress.ip_network(n) for n in allowed.split(",") if n]
+    networks = parse_networks(allowed)
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if not address.is_global and not any(address in n for n in networks):
@@ -104,7 +105,7 @@ async def _deliver(ctx: JobContext) -> dict[str, Any]:
     else:
         code, error = None, refused
     latency_ms = int((time.monotonic() - started) * 1000)
-    final = error is None or refused is not None or job.attempts >= job.max_attempts
+    final = refused is not None or job.attempts >= job.max_attempts
     status = "succeeded" if error is None else "failed" if final else "retrying"
     async with make_sessionmaker(ctx.engine)() as session:
         await record_attempt(session, delivery_id=delivery_id, webhook_id=p["webhook_id"], org_id=org_id,
@@ -133,13 +134,13 @@ async def queue_delivery(engine: AsyncEngine, queue: JobQueue, *, webhook_id: st
                                     "trigger": trigger})
 
 
-async def hooks_for(session: AsyncSession, *, event: str, org_id: str | None) -> list[tuple[str, str | None]]:
-    """(id, org) of the enabled hooks that asked for ``event`` about ``org_id``: that org's own
+async def hooks_for(session: AsyncSession, *, event: str, org_id: str | None) -> list[str]:
+    """The ids of the enabled hooks that asked for ``event`` about ``org_id``: that org's own
     and the global ones (an event of no org goes to the global hooks only)."""
     whose = Webhook.org_id.is_(None) if org_id is None else or_(Webhook.org_id == org_id, Webhook.org_id.is_(None))
-    rows = (await session.execute(select(Webhook.id, Webhook.org_id, Webhook.events)
+    rows = (await session.execute(select(Webhook.id, Webhook.events)
                                   .where(Webhook.enabled.is_(True), whose).order_by(Webhook.id))).all()
-    return [(r.id, r.org_id) for r in rows if event in (r.events or ())]
+    return [r.id for r in rows if event in (r.events or ())]
 
 
 async def publish_event(engine: AsyncEngine, queue: JobQueue, *, event: str, org_id: str | None,
@@ -148,7 +149,7 @@ async def publish_event(engine: AsyncEngine, queue: JobQueue, *, event: str, org
     async with make_sessionmaker(engine)() as session:
         targets = await hooks_for(session, event=event, org_id=org_id)
     jobs = []
-    for hook_id, _hook_org in targets:
+    for hook_id in targets:
         eid = new_id("evt")
         body = event_body(event, event_id=eid, org_id=org_id, data=data)
         jobs.append(await queue_delivery(engine, queue, webhook_id=hook_id, event=event, event_id=eid, body=body,

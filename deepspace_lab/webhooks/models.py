@@ -77,4 +77,3 @@ class WebhookAlert(CreatedAt, Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     org_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     event: Mapped[str] = mapped_column(String(64))
-    event_id: Mapped[str] = mapped_column(String(40))

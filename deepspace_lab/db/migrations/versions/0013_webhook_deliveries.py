@@ -47,7 +47,6 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=200), nullable=False),
     sa.Column('org_id', sa.String(length=40), nullable=True),
     sa.Column('event', sa.String(length=64), nullable=False),
-    sa.Column('event_id', sa.String(length=40), nullable=False),
     sa.Column('created_at', deepspace_lab.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_webhook_alerts'))
     )
