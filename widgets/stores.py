@@ -105,6 +105,3 @@ class WorkflowStore(HasTraits):
     def declared_inputs(self) -> dict[str, dict[str, Any]]:
         """The chosen version's inputs by name: {type, default, description}."""
         return {name: dict(spec or {}) for name, spec in (self.definition.get("inputs") or {}).items()}
-
-    def step_ids(self) -> list[str]:
-        return [s["id"] for s in self.definition.get("steps") or []]

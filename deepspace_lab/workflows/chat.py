@@ -30,14 +30,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
-
 from ..auth import authorize
 from ..billing import UsageOutcome
 from ..errors import InvalidRequest, ServiceUnavailable
 from ..pipeline.billing import settle
 from ..pipeline.context import Next, RequestContext
 from ..pipeline.steps import BaseStep
+from ..upstream.sse import sse_event
 from . import engine, service
 from .definitions import check_inputs
 from .errors import WorkflowDefinitionError, WorkflowNotFoundError, WorkflowRunStateError
@@ -97,7 +96,7 @@ class WorkflowChatStep(BaseStep):
                                                       poll_s=POLL_S):
             thoughts = [t for t in (_thought(e, run_id) for e in events) if t is not None]
             if thoughts:
-                sink.send(_chunk({"deepspace": {"thoughts": thoughts}}))
+                sink.send(sse_event({"deepspace": {"thoughts": thoughts}}))
             if sink.client_gone:
                 ctx.detail["client_disconnected"] = True
                 return
@@ -116,7 +115,7 @@ class WorkflowChatStep(BaseStep):
         ctx.finish_reason = "stop"
         if cancelling and ctx.billing is not None:
             ctx.billing.cut = ctx.error_code = "cancelled"
-        sink.send(_chunk({"choices": [{"index": 0, "delta": {"content": ctx.reply_text}}]}))
+        sink.send(sse_event({"choices": [{"index": 0, "delta": {"content": ctx.reply_text}}]}))
         sink.end_stream(b"")
 
 
@@ -162,8 +161,3 @@ def reply_of(run: dict[str, Any]) -> str:
                 return text
     why = f": {run['error']}" if run.get("error") else "."
     return f"Workflow run {run['id']} ({run['name']}) {run['state']}{why}"
-
-
-def _chunk(body: dict[str, Any]) -> bytes:
-    """An OpenAI-shaped SSE chunk: the product stream names its parts (``product_events``)."""
-    return b"data: " + orjson.dumps(body) + b"\n\n"

@@ -261,9 +261,10 @@ async def _succeed(jctx: JobContext, run: dict[str, Any], step: dict[str, Any], 
                    attempt: int) -> None:
     engine = jctx.engine
     async with engine.begin() as conn:
-        # a kind that reports no cost (a notebook) shows what its calls cost
-        calls_cost, calls_tokens = await step_calls(conn, run, step["step_id"])
-        spent = {"tokens": outcome.tokens or calls_tokens, "cost_micros": outcome.cost_micros or calls_cost}
+        spent = {"tokens": outcome.tokens, "cost_micros": outcome.cost_micros}
+        if not (outcome.tokens and outcome.cost_micros):  # a kind that reports none (a notebook): its calls'
+            calls_cost, calls_tokens = await step_calls(conn, run, step["step_id"])
+            spent = {"tokens": outcome.tokens or calls_tokens, "cost_micros": outcome.cost_micros or calls_cost}
         done = await conn.execute(update(S).where(S.c.id == step["id"], S.c.state == "running",
                                                   S.c.attempts == attempt, S.c.job_id == jctx.job.id)
                                   .values(state="succeeded", outputs=outcome.outputs, artifacts=outcome.artifacts,

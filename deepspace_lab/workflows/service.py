@@ -157,24 +157,32 @@ async def list_runs(db: Db, *, org_id: str, workflow_id: str | None = None, stat
     return [run_dict(r) for r in page], nxt
 
 
-async def run_events(db: Db, *, org_id: str, run_id: str, after: int = 0, limit: int = 200) -> list[dict[str, Any]]:
-    """The run's events after event id ``after``, oldest first."""
-    await load_run(db, run_id, org_id=org_id)
+async def _events_after(db: Db, *, org_id: str, run_id: str, after: int, limit: int = 200) -> list[dict[str, Any]]:
     rows = (await db.execute(select(E).where(E.c.run_id == run_id, E.c.org_id == org_id, E.c.id > after)
                              .order_by(E.c.id).limit(limit))).all()
     return [{"id": r.id, "event": r.event, "step_id": r.step_id, "attempt": r.attempt, "message": r.message,
              "data": r.data, "created_at": _iso(r.created_at)} for r in rows]
 
 
+async def run_events(db: Db, *, org_id: str, run_id: str, after: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+    """The run's events after event id ``after``, oldest first."""
+    await load_run(db, run_id, org_id=org_id)
+    return await _events_after(db, org_id=org_id, run_id=run_id, after=after, limit=limit)
+
+
 async def follow_run(engine: AsyncEngine, *, org_id: str, run_id: str, after: int = 0,
                      poll_s: float = 0.25) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
     """The run's events as they are recorded, in batches (oldest first, possibly empty) each with
     the run's state, every ``poll_s``, until the run has ended and its last event is out. A
-    caller that has seen enough stops iterating."""
+    caller that has seen enough stops iterating.
+
+    The state is read before the events: a run's end commits with its last events, so a state
+    read as ended guarantees the events read after it include them (read the other way round,
+    a run ending in between ended the loop with its last events unsent)."""
     while True:
         async with engine.connect() as conn:
-            events = await run_events(conn, org_id=org_id, run_id=run_id, after=after)
             state = (await load_run(conn, run_id, org_id=org_id))["state"]
+            events = await _events_after(conn, org_id=org_id, run_id=run_id, after=after)
         if events:
             after = events[-1]["id"]
         yield events, state

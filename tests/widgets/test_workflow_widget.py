@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from deepspace_lab.client import AsyncDeepSpaceClient
-from deepspace_lab.widgets import WorkflowPanel
+from deepspace_lab.widgets import WorkflowPanel, views
 
 from ..workflows.conftest import MODEL, Flows
 from ..workflows.notebook_fixtures import write_notebook
@@ -120,7 +120,9 @@ def test_cancel_resume_fork_and_history(flows: Flows, start_worker: Any, tmp_pat
         wf.run_choice.value = run_id  # back to the first run, from the history
         await until(lambda: store.run.get("id") == run_id)
         assert store.run["state"] == "succeeded" and wf.fork_step.options == ("plan", "check")
+        version = store.version
         wf.version.value = None  # nothing chosen: nothing happens
-        assert store.error == {}
+        await until(lambda: not views._TASKS)  # whatever the change started has finished
+        assert store.error == {} and store.version == version
 
     asyncio.run(scenario())

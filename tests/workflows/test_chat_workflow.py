@@ -74,7 +74,7 @@ def test_stop_cancels_the_run_and_bad_requests_are_refused_before_it_starts(flow
             if event.event == "thought" and event.data["event"] == "run.started":
                 client.cancel(stream.request_id)
     thoughts = [e.data["event"] for e in seen if e.event == "thought"]
-    assert thoughts[-2:] == ["run.cancelling", "run.cancelled"] or thoughts[-1] == "run.cancelled"
+    assert "run.cancelling" in thoughts and thoughts[-1] == "run.cancelled"
     assert seen[-1].data["cancelled"] is True and seen[-1].data["finish_reason"] == "cancelled"
     run = client.workflow_run(seen[0].data["workflow_run_id"])
     assert run["state"] == "cancelled"
