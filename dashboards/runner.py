@@ -6,7 +6,6 @@ done; the browser never talks to the Gateway."""
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -21,7 +20,7 @@ from .progress import FetchJob, JobProgress
 from .table import error_text
 
 Start = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any]]]
-Download = Callable[[str], Awaitable[Any]]
+Download = Callable[[str], Awaitable[bytes]]
 
 
 def job_files(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -30,21 +29,12 @@ def job_files(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         return []
     if result.get("files"):
         return [dict(f) for f in result["files"]]
-    return [dict(result)] if result.get("download_path") else []
-
-
-def as_bytes(content: Any) -> bytes:
-    """A file's content as the client decoded it (text, or parsed JSON) back to bytes."""
-    if isinstance(content, bytes):
-        return content
-    if isinstance(content, str):
-        return content.encode()
-    return json.dumps(content, ensure_ascii=False, indent=1).encode()
+    return [dict(result)] if result.get("file_id") else []
 
 
 class JobRunner(Viewer):
     """``JobRunner({"format": Select(...)}, start=lambda v: client.admin_export("usage", **v),
-    fetch_job=client.admin_export_job, download=client.download, text=t, label="Export")``."""
+    fetch_job=client.admin_export_job, download=client.file_content, text=t, label="Export")``."""
 
     def __init__(self, fields: Mapping[str, pn.widgets.Widget], *, start: Start, fetch_job: FetchJob,
                  download: Download, text: Text, label: str, poll_interval_s: float = 0.5) -> None:
@@ -74,7 +64,7 @@ class JobRunner(Viewer):
         for item in files:
             name = str(item.get("name") or "download")
             try:
-                content = as_bytes(await self.download(str(item["download_path"])))
+                content = await self.download(str(item["file_id"]))  # the bytes as stored
             except DeepSpaceClientError as exc:
                 shown.append(pn.pane.Str(f"{name}: {error_text(exc)}"))
                 continue

@@ -2,7 +2,7 @@
 page is a class taking the client (the only way to the Gateway) and the text table."""
 
 from .audit import AuditPage
-from .base import Page, PlaceholderPage
+from .base import Page
 from .billing import BillingPage
 from .dashboard import DashboardPage
 from .models import ModelsPage
@@ -13,5 +13,5 @@ from .users import UsersPage
 #: the navigation: (text key, page class)
 PAGES: tuple[type[Page], ...] = (DashboardPage, UsersPage, ModelsPage, BillingPage, AuditPage, RiskPage, SystemPage)
 
-__all__ = ["PAGES", "AuditPage", "BillingPage", "DashboardPage", "ModelsPage", "Page", "PlaceholderPage",
-           "RiskPage", "SystemPage", "UsersPage"]
+__all__ = ["PAGES", "AuditPage", "BillingPage", "DashboardPage", "ModelsPage", "Page", "RiskPage", "SystemPage",
+           "UsersPage"]

@@ -55,7 +55,7 @@ class AuditPage(Page):
 
         self.export = JobRunner({"format": pn.widgets.Select(label=t("format"), options=list(EXPORT_FORMATS),
                                                              width=100)},
-                                start=start, fetch_job=self.client.admin_export_job, download=self.client.download,
+                                start=start, fetch_job=self.client.admin_export_job, download=self.client.file_content,
                                 text=t, label=t("export"))
         self.tabs = pn.Tabs((t("trace_lookup"), pn.Column(pn.pane.Markdown(t("trace_intro")), self.lookup,
                                                           self.timeline, sizing_mode="stretch_width")),

@@ -37,18 +37,3 @@ class Page(Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(pn.pane.Markdown(f"## {self.text(self.key)}"), self.body(), sizing_mode="stretch_width")
-
-
-def placeholder(text: Text, what: str) -> pn.viewable.Viewable:
-    """The honest stand-in for a part whose Admin API routes do not exist yet."""
-    return pn.pane.Alert(f"**{text('arrives')}** — {text('arrives_body', what=text(what))}", alert_type="info",
-                         css_classes=["ds-arrives"])
-
-
-class PlaceholderPage(Page):
-    """A page whose every part waits for the Admin API; ``what`` names those parts (a text key)."""
-
-    what: ClassVar[str] = ""
-
-    def body(self) -> pn.viewable.Viewable:
-        return placeholder(self.text, self.what)

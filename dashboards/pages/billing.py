@@ -88,7 +88,7 @@ class BillingPage(Page):
             {"month": pn.widgets.TextInput(label=t("month"), value=last_month()), **org_filter()},
             start=lambda v: self.client.admin_statement(v["month"].strip(),
                                                         org_id=(v.get("org_id") or "").strip() or None),
-            fetch_job=self.client.job, download=self.client.download, text=t, label=t("make_statement"))
+            fetch_job=self.client.job, download=self.client.file_content, text=t, label=t("make_statement"))
         self.tabs = pn.Tabs(*self._tabs(), sizing_mode="stretch_width")
 
     def _export(self, dataset: str, table: PagedTable) -> JobRunner:
@@ -99,7 +99,7 @@ class BillingPage(Page):
             return self.client.admin_export(dataset, format=values["format"], org_id=org or None)
 
         return JobRunner({"format": pn.widgets.Select(label=t("format"), options=list(EXPORT_FORMATS), width=100)},
-                         start=start, fetch_job=self.client.admin_export_job, download=self.client.download,
+                         start=start, fetch_job=self.client.admin_export_job, download=self.client.file_content,
                          text=t, label=t("export"))
 
     @staticmethod

@@ -19,6 +19,7 @@ from ..charts import bar_chart, line_chart
 from ..i18n import Text, credits
 from ..table import error_text
 from .base import Page
+from .kit import frame_table
 
 #: today's spend (or error rate) at least this many times the 7 days before is a spike
 SPIKE_FACTOR = 2.0
@@ -119,8 +120,7 @@ class DashboardPage(Page):
         self.figures = pn.Row(css_classes=["ds-figures"], sizing_mode="stretch_width")
         self.alerts = pn.Column(css_classes=["ds-anomalies"], sizing_mode="stretch_width")
         self.charts = pn.Column(sizing_mode="stretch_width")
-        self.spenders = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, pagination=None,
-                                             sizing_mode="stretch_width", css_classes=["ds-spenders"])
+        self.spenders = frame_table("ds-spenders", [t("org"), t("requests"), t("tokens"), t("cost_credits")])
         self.note = pn.pane.Markdown("")
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False)
         self.window.param.watch(self._on_window, "value")

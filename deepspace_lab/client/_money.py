@@ -1,5 +1,5 @@
 """The money calls — the Admin API's models catalog, prices, wallets, ledger entries and credit
-codes, and the product API's code redemption, statements and file downloads — shared by the
+codes, and the product API's code redemption and statements — shared by the
 sync and the async client.
 
 :class:`MoneyCalls` is a mixin over the client's ``_send``: on :class:`DeepSpaceClient` each
@@ -32,15 +32,9 @@ class MoneyCalls(Generic[R]):
 
     def request_statement(self, month: str) -> R:
         """Queue your org's monthly statement (``YYYY-MM``): the Worker job (poll ``job(id)``); when
-        done its ``result["files"]`` name the Markdown and CSV files."""
+        done its ``result["files"]`` name the Markdown and CSV files (read them with
+        ``file_content(file_id)``)."""
         return self._send(Call("POST", API + "/statements", json={"month": month}))
-
-    def download(self, download_path: str) -> R:
-        """A stored file's content, from a job result's ``download_path``
-        (``/deepspace/api/files/{id}/content``): text, or the parsed value of a JSON file."""
-        if not download_path.startswith(API + "/files/"):
-            raise ValueError(f"not a file download path: {download_path!r}")
-        return self._send(Call("GET", download_path))
 
     # -- Admin API: models and prices -----------------------------------------------------
     def admin_models(self) -> R:
