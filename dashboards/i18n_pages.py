@@ -64,6 +64,7 @@ TEXT_PAGES: dict[str, dict[str, str]] = {
         "error_price_version_exists": "Another price already starts at that time",
         "error_invalid_time": "Not a time (ISO 8601, e.g. 2026-12-31T00:00:00Z)",
         "error_insufficient_funds": "The wallet cannot go that low",
+        "error_model_required": "Choose a model first",
     },
     "zh": {
         "last_days": "最近 {days} 天", "requests": "请求数", "tokens": "Token 数", "cost_credits": "费用（积分）",
@@ -115,5 +116,6 @@ TEXT_PAGES: dict[str, dict[str, str]] = {
         "error_price_version_exists": "该时间已有另一个价格版本",
         "error_invalid_time": "不是有效时间（ISO 8601，例如 2026-12-31T00:00:00Z）",
         "error_insufficient_funds": "钱包余额不能低于此值",
+        "error_model_required": "请先选择模型",
     },
 }

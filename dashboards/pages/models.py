@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from deepspace_lab.client import DeepSpaceClientError
+from deepspace_lab.client import DeepSpaceClientError, InvalidRequestError
 
 from ..forms import ApiForm
 from ..i18n import credits
@@ -32,6 +32,7 @@ class ModelsPage(Page):
         t = self.text
         self.models: list[dict[str, Any]] = []
         self.prices: list[dict[str, Any]] = []
+        self._asked = 0  # the newest history asked for: an older answer arriving later is dropped
         self.catalog = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, pagination=None,
                                             sizing_mode="stretch_width", css_classes=["ds-catalog"])
         self.choice = pn.widgets.Select(label=t("price_history_of"), options={}, width=320)
@@ -85,10 +86,13 @@ class ModelsPage(Page):
         self.toggle.label = self.text("enable" if model is not None and not model["enabled"] else "disable")
 
     async def show_prices(self, model_id: str) -> None:
+        self._asked = asked = self._asked + 1
         try:
             answer = await self.client.admin_prices(model_id)
         except DeepSpaceClientError as exc:
             self._fail(exc)
+            return
+        if asked != self._asked:  # a newer read (another model, or after a save) is in flight
             return
         self.prices = list(answer["data"])
         frame = pd.DataFrame(self.prices, columns=PRICE_COLUMNS)
@@ -110,8 +114,8 @@ class ModelsPage(Page):
     async def schedule_price(self, values: dict[str, Any]) -> dict[str, Any]:
         """A new price version of the chosen model (now, or at ``effective_at``); the history reloads."""
         model = self.chosen
-        if model is None:
-            return {}
+        if model is None:  # the catalog has not loaded, or is empty: nothing to price
+            raise InvalidRequestError("choose a model first", code="model_required", param=None)
         body = {name: parse_credits(values[name], param=name)
                 for name in ("input_micros_per_mtok", "output_micros_per_mtok")}
         answer = dict(await self.client.admin_set_price(model["id"], **body,

@@ -87,12 +87,13 @@ def test_dashboard_trace_price_and_wallet_credit(admin_world: AdminWorld, spawn:
     page.screenshot(path=str(shots / "2-trace.png"), full_page=True)
 
     nav.get_by_role("button", name="Models", exact=True).click()
+    history = page.locator(".ds-prices")
+    expect(history.get_by_text("init", exact=True)).to_be_visible(timeout=WAIT)  # the catalog and history loaded
     when = (utcnow() + timedelta(days=30)).replace(microsecond=0)
     page.get_by_placeholder("1.5").fill("7.25")
     page.get_by_placeholder("2", exact=True).fill("9")
     page.get_by_placeholder("2026-12-31T00:00:00Z").fill(when.isoformat())
     page.get_by_role("button", name="Schedule a price", exact=True).click()
-    history = page.locator(".ds-prices")
     expect(history.get_by_text("7.25", exact=True)).to_be_visible(timeout=WAIT)
     expect(history.get_by_text(when.isoformat(), exact=True)).to_be_visible()
     page.screenshot(path=str(shots / "3-price-scheduled.png"), full_page=True)

@@ -54,6 +54,48 @@ def test_a_platform_admin_sees_the_catalog_and_a_models_price_history(admin_worl
     run(scenario)
 
 
+def test_a_price_sent_before_the_catalog_loads_is_refused_and_a_late_history_is_dropped(
+        admin_world: AdminWorld) -> None:
+    """Before the catalog has loaded no model is chosen: scheduling a price is refused under
+    ``model_required`` (it used to say "Saved" having sent nothing). Two history reads in flight
+    (the choice's, then the one after a save) show the newer even when the older answers last."""
+    w = admin_world
+
+    async def scenario() -> None:
+        async with signed_in(w.gw.url, w.platform.email) as session:
+            page = ModelsPage(session.client, text=Text("en"), identity=session.identity)
+            form = page.price_form
+            form.fields["input_micros_per_mtok"].value, form.fields["output_micros_per_mtok"].value = "7.25", "9"
+            assert await form.send() is None and form.last_error == ("model_required", None)
+            assert form.form_error.visible and not form.done.visible
+
+            await page.load()
+            page.choice.value = next(m["id"] for m in page.models if m["name"] == MODEL)
+            await until(lambda: len(page.prices) == 1)
+            long_id = next(m["id"] for m in page.models if m["name"] != MODEL)
+            first_asked, release_first = asyncio.Event(), asyncio.Event()
+            read = session.client.admin_prices
+
+            async def held_first(model_id: str) -> dict:
+                answer = await read(model_id)
+                if model_id == long_id:  # the older read: it answers only after the newer one
+                    first_asked.set()
+                    await release_first.wait()
+                return answer
+
+            session.client.admin_prices = held_first  # type: ignore[method-assign]
+            older = asyncio.create_task(page.show_prices(long_id))
+            await first_asked.wait()
+            made = await form.send()  # saves for the chosen model, then reads its history
+            assert made is not None and page.prices[0]["input_micros_per_mtok"] == 7_250_000
+            release_first.set()
+            await older
+            assert page.prices[0]["input_micros_per_mtok"] == 7_250_000  # the late, older answer was dropped
+            assert page.history.value.iloc[0]["input_micros_per_mtok"] == "7.25"
+
+    run(scenario)
+
+
 def test_an_org_admin_is_told_models_are_for_platform_admins(admin_world: AdminWorld) -> None:
     w = admin_world
 
