@@ -3,7 +3,8 @@
 One job delivers one event to one hook. Each attempt signs the body afresh (timestamp and
 HMAC, :func:`deepspace_lab.webhooks.deliveries.signed_headers`), POSTs it with a timeout
 (``DEEPSPACE_WEBHOOK_TIMEOUT_S``, redirects not followed; a host that resolves to a
-non-public address is refused unless ``DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS`` allows it) and writes its row in
+non-public address is refused unless ``DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS`` allows it, and the
+connection goes to the address checked, so a name cannot be rebound in between) and writes its row in
 ``webhook_deliveries``; a 2xx succeeds, anything else — an error, a timeout, another status —
 fails the attempt, and the Worker tries again with exponential backoff (1, 2, 4, 8 … s, at
 most 60) until ``DEEPSPACE_WEBHOOK_MAX_ATTEMPTS`` attempts are used. The jobs belong to the
@@ -17,7 +18,7 @@ import ipaddress
 import secrets
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -52,30 +53,47 @@ def _check(params: dict[str, Any]) -> dict[str, Any]:
     return dict(params)
 
 
-async def refused_target(url: str, allowed: str) -> str | None:
-    """Why ``url``'s host may not receive a delivery, or None: every address it resolves to must
-    be public, or inside one of the ``allowed`` networks (``DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS``),
-    so a hook cannot make the Worker probe the deployment's own network."""
+class Target(NamedTuple):
+    """Where a delivery goes: the ``address`` checked and connected to, or why not (``refused``,
+    a setting: final; ``error``, passing: retried)."""
+
+    address: str | None = None
+    refused: str | None = None
+    error: str | None = None
+
+
+async def resolve_target(url: str, allowed: str) -> Target:
+    """Resolve ``url``'s host once: every address it resolves to must be public, or inside one of
+    the ``allowed`` networks (``DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS``), so a hook cannot make the
+    Worker probe the deployment's own network. The POST then connects to the address checked
+    here, never resolving again: a name that answers a public address to the check and a private
+    one to the connection (DNS rebinding) still reaches only the public one."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
-        return None  # unresolvable: the POST fails on its own, and is retried (DNS may come back)
+        return Target(error="could not resolve the receiver's host")  # retried: DNS may come back
     networks = parse_networks(allowed)
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for address in addresses:
         if not address.is_global and not any(address in n for n in networks):
-            return (f"the receiver's address {address} is not public; deliveries to it are refused "
-                    f"(allow its network with DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS)")
-    return None
+            return Target(refused=f"the receiver's address {address} is not public; deliveries to it are refused "
+                                  f"(allow its network with DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS)")
+    return Target(address=str(addresses[0])) if addresses else Target(error="the receiver's host has no address")
 
 
-async def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> tuple[int | None, str | None]:
-    """(status code, error): error None for a 2xx."""
+async def _post(url: str, address: str, body: bytes, headers: dict[str, str],
+                timeout_s: float) -> tuple[int | None, str | None]:
+    """POST to ``address`` as ``url`` (its Host header, and its name for TLS: SNI and the
+    certificate check); (status code, error): error None for a 2xx."""
+    named = httpx.URL(url)
+    pinned = named.copy_with(host=address)
+    extensions = {"sni_hostname": named.host} if named.scheme == "https" else {}
     try:
         async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
-            response = await client.post(url, content=body, headers=headers)
+            response = await client.post(pinned, content=body, headers={**headers, "Host": named.netloc.decode()},
+                                         extensions=extensions)
     except httpx.TimeoutException:
         return None, f"timed out after {timeout_s:g} s"
     except httpx.HTTPError as exc:
@@ -83,6 +101,15 @@ async def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float
     if 200 <= response.status_code < 300:
         return response.status_code, None
     return response.status_code, f"the receiver answered {response.status_code}"
+
+
+async def send(url: str, body: bytes, headers: dict[str, str], *, allowed: str,
+               timeout_s: float) -> tuple[int | None, str | None, bool]:
+    """One attempt: (status code, error, final); ``final`` when the address is refused."""
+    target = await resolve_target(url, allowed)
+    if target.address is None:
+        return None, target.refused or target.error, target.refused is not None
+    return (*await _post(url, target.address, body, headers, timeout_s), False)
 
 
 async def _deliver(ctx: JobContext) -> dict[str, Any]:
@@ -99,13 +126,10 @@ async def _deliver(ctx: JobContext) -> dict[str, Any]:
     body = p["body"].encode()
     headers = signed_headers(secret, body=body, event=p["event"], event_id=p["event_id"], delivery_id=delivery_id)
     started = time.monotonic()
-    refused = await refused_target(url, settings.webhook_private_networks)
-    if refused is None:
-        code, error = await _post(url, body, headers, settings.webhook_timeout_s)
-    else:
-        code, error = None, refused
+    code, error, refused = await send(url, body, headers, allowed=settings.webhook_private_networks,
+                                      timeout_s=settings.webhook_timeout_s)
     latency_ms = int((time.monotonic() - started) * 1000)
-    final = refused is not None or job.attempts >= job.max_attempts
+    final = refused or job.attempts >= job.max_attempts
     status = "succeeded" if error is None else "failed" if final else "retrying"
     async with make_sessionmaker(ctx.engine)() as session:
         await record_attempt(session, delivery_id=delivery_id, webhook_id=p["webhook_id"], org_id=org_id,
@@ -113,8 +137,8 @@ async def _deliver(ctx: JobContext) -> dict[str, Any]:
                              attempt=job.attempts, status=status, body=p["body"], response_code=code,
                              latency_ms=latency_ms, error=error, trace_id=job.trace_id)
         await session.commit()
-    if refused is not None:  # a setting, not a passing failure: no retry
-        return {"delivery_id": delivery_id, "status": status, "error": refused, "attempts": job.attempts}
+    if refused:  # a setting, not a passing failure: no retry
+        return {"delivery_id": delivery_id, "status": status, "error": error, "attempts": job.attempts}
     if error is not None:
         raise WebhookDeliveryError(f"attempt {job.attempts} of {job.max_attempts}: {error}")
     return {"delivery_id": delivery_id, "status": status, "response_code": code, "attempts": job.attempts}

@@ -239,10 +239,45 @@ def test_a_hook_on_a_private_address_is_refused_once_without_a_retry(admin_world
     ("https://8.8.8.8/x", "", None),
 ])
 def test_only_public_or_allowed_addresses_may_receive(url: str, allowed: str, refused: str | None) -> None:
-    from deepspace_lab.jobs.webhooks import refused_target
+    from deepspace_lab.jobs.webhooks import resolve_target
 
-    why = asyncio.run(refused_target(url, allowed))
+    target = asyncio.run(resolve_target(url, allowed))
+    why = target.refused
     assert (why is None) if refused is None else (why is not None and f"address {refused} " in why), why
+    assert (target.address is None) == (refused is not None)
+
+
+def test_a_delivery_connects_to_the_address_it_checked(receiver: Receiver,  # noqa: F811
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the receiver's name answers an allowed address to the check and another
+    (192.0.2.1, unroutable) to every later lookup. The POST goes to the checked address, with
+    the name as its Host, and never looks the name up again; an unresolvable name is a passing
+    failure (retried), not a refusal."""
+    import socket
+
+    from deepspace_lab.jobs.webhooks import send
+
+    port, lookups = receiver.server.server_address[1], []
+    real = socket.getaddrinfo
+
+    def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "hooks.rebind.test":
+            return real(host, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "192.0.2.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    code, error, final = asyncio.run(send(f"http://hooks.rebind.test:{port}/hook", b"{}", {"X-Test": "1"},
+                                          allowed="127.0.0.0/8", timeout_s=5))
+    assert (code, error, final) == (200, None, False)
+    got = receiver.wait_for(1)[0]
+    assert got.headers["host"] == f"hooks.rebind.test:{port}" and got.headers["x-test"] == "1"
+    assert lookups == ["hooks.rebind.test"]  # looked up once, by the check
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(socket.gaierror("no name")))
+    code, error, final = asyncio.run(send("http://nowhere.invalid/hook", b"{}", {}, allowed="", timeout_s=5))
+    assert (code, final) == (None, False) and error == "could not resolve the receiver's host"
 
 
 def test_a_spend_spike_is_an_anomaly_and_a_first_day_of_spend_is_not(admin_world: AdminWorld) -> None:  # noqa: F811
