@@ -9,22 +9,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deepspace_lab.jobs.webhooks import queue_delivery
+from deepspace_lab.jobs.webhooks import queue_redelivery, queue_test
 from deepspace_lab.pipeline import RequestContext
 from deepspace_lab.runtime import Runtime
-from deepspace_lab.webhooks.deliveries import get_delivery, list_deliveries, ping_event
-from deepspace_lab.webhooks.models import DELIVERY_STATUSES, DELIVERY_TRIGGERS, PING
-from deepspace_lab.webhooks.service import webhook_row
+from deepspace_lab.webhooks.deliveries import list_deliveries
+from deepspace_lab.webhooks.models import DELIVERY_STATUSES, DELIVERY_TRIGGERS
 
 from .admin_accounts import PATH_ID, admin_params
 from .admin_api import ADMIN, AdminHandler
 from .api import json_body, principal_of
 from .openapi import NSTR, PAGING, STR, TIME, listing, obj, op, path_id
-
-
-def _queued(job: Any, *, webhook_id: str, event: str, event_id: str) -> dict[str, Any]:
-    return {"object": "webhook_delivery_job", "webhook_id": webhook_id, "event": event, "event_id": event_id,
-            "job_id": job.id, "state": job.state, "max_attempts": job.max_attempts}
 
 
 class DeliveriesHandler(AdminHandler):
@@ -42,13 +36,12 @@ class WebhookTestHandler(AdminHandler):
     async def post(self, webhook_id: str) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
             json_body(ctx, allowed=())
-            hook = await webhook_row(session, webhook_id, self.org_scope(ctx))
-            event_id, body = ping_event(webhook_id=hook.id, org_id=hook.org_id, sent_by=principal_of(ctx).actor)
-            job = await queue_delivery(self.runtime.engine, self.runtime.job_queue, webhook_id=hook.id, event=PING,
-                                       event_id=event_id, body=body, trigger="test", trace_id=ctx.trace_id,
-                                       created_by=principal_of(ctx).actor)
-            ctx.detail.update(webhook_id=hook.id, target_org_id=hook.org_id, event_id=event_id, job_id=job.id)
-            return 202, _queued(job, webhook_id=hook.id, event=PING, event_id=event_id)
+            queued = await queue_test(session, self.runtime.engine, self.runtime.job_queue, webhook_id=webhook_id,
+                                      org_scope=self.org_scope(ctx), actor=principal_of(ctx).actor,
+                                      trace_id=ctx.trace_id)
+            ctx.detail.update(webhook_id=queued.webhook_id, target_org_id=queued.org_id, event_id=queued.event_id,
+                              job_id=queued.job.id)
+            return 202, queued.to_dict()
 
         await self.admin(kind="admin.webhooks.test", work=work, write=True)
 
@@ -57,15 +50,13 @@ class RedeliverHandler(AdminHandler):
     async def post(self, webhook_id: str, delivery_id: str) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
             json_body(ctx, allowed=())
-            scope = self.org_scope(ctx)
-            earlier = await get_delivery(session, webhook_id=webhook_id, delivery_id=delivery_id, org_scope=scope)
-            job = await queue_delivery(self.runtime.engine, self.runtime.job_queue, webhook_id=webhook_id,
-                                       event=earlier.event, event_id=earlier.event_id, body=earlier.body,
-                                       trigger="redeliver", trace_id=ctx.trace_id,
-                                       created_by=principal_of(ctx).actor)
-            ctx.detail.update(webhook_id=webhook_id, target_org_id=earlier.org_id, event_id=earlier.event_id,
-                              redelivery_of=delivery_id, job_id=job.id)
-            return 202, _queued(job, webhook_id=webhook_id, event=earlier.event, event_id=earlier.event_id)
+            queued = await queue_redelivery(session, self.runtime.engine, self.runtime.job_queue,
+                                            webhook_id=webhook_id, delivery_id=delivery_id,
+                                            org_scope=self.org_scope(ctx), actor=principal_of(ctx).actor,
+                                            trace_id=ctx.trace_id)
+            ctx.detail.update(webhook_id=webhook_id, target_org_id=queued.org_id, event_id=queued.event_id,
+                              redelivery_of=delivery_id, job_id=queued.job.id)
+            return 202, queued.to_dict()
 
         await self.admin(kind="admin.webhooks.redeliver", work=work, write=True)
 

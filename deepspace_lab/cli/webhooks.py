@@ -20,9 +20,8 @@ from ..webhooks import (
     rotate_secret,
     update_webhook,
 )
-from ..webhooks.deliveries import get_delivery, list_deliveries, ping_event
-from ..webhooks.models import PING
-from ..webhooks.service import events_of, webhook_row
+from ..webhooks.deliveries import list_deliveries
+from ..webhooks.service import events_of
 from ._common import actor, add_paging, emit, in_session, page_text
 from .identity import _audit
 
@@ -41,28 +40,24 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
 async def _send(session: AsyncSession, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     """``test`` (a ``ping``) or ``redeliver`` (an earlier delivery's event): queue the delivery job."""
     from ..jobs import JobQueue
-    from ..jobs.webhooks import queue_delivery
+    from ..jobs.webhooks import queue_redelivery, queue_test
 
-    if args.webhooks_cmd == "test":
-        hook = await webhook_row(session, args.webhook_id, None)
-        event, org_id = PING, hook.org_id
-        event_id, body = ping_event(webhook_id=hook.id, org_id=hook.org_id, sent_by=actor())
-    else:
-        earlier = await get_delivery(session, webhook_id=args.webhook_id, delivery_id=args.delivery_id, org_scope=None)
-        event, event_id, body, org_id = earlier.event, earlier.event_id, earlier.body, earlier.org_id
     engine = session.bind
     assert isinstance(engine, AsyncEngine)
     queue = JobQueue(settings)
     try:
-        job = await queue_delivery(engine, queue, webhook_id=args.webhook_id, event=event, event_id=event_id,
-                                   body=body, trigger=args.webhooks_cmd, created_by=actor())
+        if args.webhooks_cmd == "test":
+            queued = await queue_test(session, engine, queue, webhook_id=args.webhook_id, org_scope=None,
+                                      actor=actor())
+        else:
+            queued = await queue_redelivery(session, engine, queue, webhook_id=args.webhook_id,
+                                            delivery_id=args.delivery_id, org_scope=None, actor=actor())
     finally:
         queue.close()
-    _audit(session, f"cli.webhooks.{args.webhooks_cmd}", org_id=org_id,
-           detail={"webhook_id": args.webhook_id, "event_id": event_id, "job_id": job.id})
+    _audit(session, f"cli.webhooks.{args.webhooks_cmd}", org_id=queued.org_id,
+           detail={"webhook_id": args.webhook_id, "event_id": queued.event_id, "job_id": queued.job.id})
     await session.commit()
-    return {"object": "webhook_delivery_job", "webhook_id": args.webhook_id, "event": event, "event_id": event_id,
-            "job_id": job.id, "state": job.state, "max_attempts": job.max_attempts}
+    return queued.to_dict()
 
 
 def run_webhooks(args: argparse.Namespace, settings: Settings) -> int:

@@ -29,9 +29,10 @@ from ..db import make_sessionmaker
 from ..db.base import new_id
 from ..policy.rules import parse_networks
 from ..webhooks import open_secret
-from ..webhooks.deliveries import event_body, record_attempt, signed_headers
+from ..webhooks.deliveries import event_body, get_delivery, ping_event, record_attempt, signed_headers
 from ..webhooks.errors import WebhookDeliveryError
-from ..webhooks.models import DELIVERY_TRIGGERS, Webhook
+from ..webhooks.models import DELIVERY_TRIGGERS, PING, Webhook
+from ..webhooks.service import webhook_row
 from .errors import JobParamsError
 from .kinds import JobKind
 from .queue import JobQueue
@@ -156,6 +157,41 @@ async def queue_delivery(engine: AsyncEngine, queue: JobQueue, *, webhook_id: st
                             created_by=created_by, max_attempts=queue.settings.webhook_max_attempts,
                             params={"webhook_id": webhook_id, "event": event, "event_id": event_id, "body": body,
                                     "trigger": trigger})
+
+
+class Queued(NamedTuple):
+    """A test or redelivery queued for the Worker: its job, and the event it delivers."""
+
+    job: JobView
+    webhook_id: str
+    event: str
+    event_id: str
+    org_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"object": "webhook_delivery_job", "webhook_id": self.webhook_id, "event": self.event,
+                "event_id": self.event_id, "job_id": self.job.id, "state": self.job.state,
+                "max_attempts": self.job.max_attempts}
+
+
+async def queue_test(session: AsyncSession, engine: AsyncEngine, queue: JobQueue, *, webhook_id: str,
+                     org_scope: str | None, actor: str, trace_id: str | None = None) -> Queued:
+    """Queue a signed ``ping`` to a hook (``org_scope``: only that org's hooks; 404 otherwise)."""
+    hook = await webhook_row(session, webhook_id, org_scope)
+    event_id, body = ping_event(webhook_id=hook.id, org_id=hook.org_id, sent_by=actor)
+    job = await queue_delivery(engine, queue, webhook_id=hook.id, event=PING, event_id=event_id, body=body,
+                               trigger="test", trace_id=trace_id, created_by=actor)
+    return Queued(job, hook.id, PING, event_id, hook.org_id)
+
+
+async def queue_redelivery(session: AsyncSession, engine: AsyncEngine, queue: JobQueue, *, webhook_id: str,
+                           delivery_id: str, org_scope: str | None, actor: str,
+                           trace_id: str | None = None) -> Queued:
+    """Queue an earlier delivery's event again: the same body and event id, a fresh signature."""
+    earlier = await get_delivery(session, webhook_id=webhook_id, delivery_id=delivery_id, org_scope=org_scope)
+    job = await queue_delivery(engine, queue, webhook_id=webhook_id, event=earlier.event, event_id=earlier.event_id,
+                               body=earlier.body, trigger="redeliver", trace_id=trace_id, created_by=actor)
+    return Queued(job, webhook_id, earlier.event, earlier.event_id, earlier.org_id)
 
 
 async def hooks_for(session: AsyncSession, *, event: str, org_id: str | None) -> list[str]:
