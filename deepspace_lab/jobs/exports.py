@@ -3,7 +3,8 @@
 ``export`` writes one dataset — ``conversations`` (messages with their conversation),
 ``usage`` (usage records) or ``transactions`` (the ledger) — of the job's org, optionally
 one project (conversations and usage) and a ``[since, until)`` window, as ``csv``, ``json``
-(an array of objects) or ``md`` (a Markdown table). The Admin API's exports add ``orgs``: one
+(an array of objects) or ``md`` (a Markdown table); a CSV cell of text a spreadsheet would run
+as a formula is written with a leading ``'`` (:func:`csv_cell`). The Admin API's exports add ``orgs``: one
 org's id or ``*`` (every org) whose ``usage``, ``transactions`` or ``audit`` rows (the request
 log) are read instead, each row with its ``org_id``; the file still lands in the job's org (the
 admin's own), so it is fetched as every export is. Only the Admin API sets ``orgs``. Rows are read in keyset batches of
@@ -95,6 +96,18 @@ def _cell(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+#: what a spreadsheet reads as the start of a formula (OWASP "CSV injection")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value for a CSV cell: text a spreadsheet would run as a formula (a message reading
+    ``=HYPERLINK(…)``, opened by an admin in Excel) starts with ``'`` so it shows as text;
+    numbers, and the JSON and Markdown formats, are left as they are."""
+    value = _cell(value)
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
 def _md(value: Any) -> str:
     text = "" if value is None else str(_cell(value))
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", "<br>").replace("\n", "<br>")
@@ -126,7 +139,7 @@ class _Writer:
     @staticmethod
     def _csv(values: Any) -> str:
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="").writerow([_cell(v) for v in values])
+        csv.writer(buffer, lineterminator="").writerow([csv_cell(v) for v in values])
         return buffer.getvalue()
 
     def row(self, values: tuple[Any, ...]) -> None:

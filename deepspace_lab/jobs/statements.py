@@ -23,6 +23,7 @@ from ..billing.models import RollupMark, Transaction, UsageRollup
 from ..db.base import UTCDateTime
 from ..files import store_local_file
 from .errors import JobParamsError
+from .exports import csv_cell
 from .kinds import JobKind
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ def render_csv(data: dict[str, Any]) -> str:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["section", "project_id", "model", "requests", "prompt_tokens", "completion_tokens", "micros"])
     for row in data["usage"]:
-        w.writerow(["usage", row["project_id"] or "", row["model"], row["requests"], row["prompt_tokens"],
+        w.writerow(["usage", row["project_id"] or "", csv_cell(row["model"]), row["requests"], row["prompt_tokens"],
                     row["completion_tokens"], row["cost_micros"]])
     w.writerow(["opening_balance", "", "", "", "", "", data["opening_balance_micros"]])
     for kind in MONEY_TYPES:

