@@ -122,18 +122,16 @@ class WorkflowChatStep(BaseStep):
 async def _resolve(conn: Any, *, org_id: str, project_id: str, ref: dict[str, Any]) -> tuple[dict[str, Any],
                                                                                           dict[str, Any]]:
     """(workflow, version) the request names, in the caller's org; 404 ``workflow_not_found``."""
-    if "id" in ref:
-        workflow_id = ref["id"]
-    else:
-        found = [w for w in await service.list_workflows(conn, org_id=org_id, project_id=project_id)
-                 if w["name"] == ref["name"]]
-        if not found:
-            raise WorkflowNotFoundError(f"no workflow named {ref['name'][:200]!r} in your project",
-                                        param="workflow.name")
-        workflow_id = found[0]["id"]
     try:
-        workflow = await service.get_workflow(conn, org_id=org_id, workflow_id=workflow_id)
-        version = await service.get_version(conn, org_id=org_id, workflow_id=workflow_id, version=ref.get("version"))
+        if "id" in ref:
+            workflow = await service.get_workflow(conn, org_id=org_id, workflow_id=ref["id"])
+        else:
+            found = await service.list_workflows(conn, org_id=org_id, project_id=project_id, name=ref["name"])
+            if not found:
+                raise WorkflowNotFoundError(f"no workflow named {ref['name'][:200]!r} in your project", param="name")
+            workflow = found[0]
+        version = await service.get_version(conn, org_id=org_id, workflow_id=workflow["id"],
+                                            version=ref.get("version"))
     except WorkflowNotFoundError as exc:
         raise WorkflowNotFoundError(exc.message, param=f"workflow.{exc.param}") from None
     return workflow, version

@@ -89,12 +89,18 @@ async def tally_run(conn: AsyncConnection, run: dict[str, Any]) -> int:
     the cost."""
     keys = select(K.c.id).where(K.c.org_id == run["org_id"], K.c.user_id == run["user_id"],
                                 K.c.name == key_name(run["id"]))
+    cost, tokens = await _usage_of(conn, run["org_id"], U.c.api_key_id.in_(keys.scalar_subquery()))
+    await conn.execute(update(R).where(R.c.id == run["id"]).values(cost_micros=cost, tokens=tokens,
+                                                                   updated_at=utcnow()))
+    return cost
+
+
+async def _usage_of(conn: AsyncConnection, org_id: str, which: Any) -> tuple[int, int]:
+    """(cost in micro-credits, tokens) of the org's usage records ``which`` selects."""
     row = (await conn.execute(select(func.coalesce(func.sum(U.c.cost_micros), 0),
                                      func.coalesce(func.sum(U.c.prompt_tokens + U.c.completion_tokens), 0))
-                              .where(U.c.org_id == run["org_id"], U.c.api_key_id.in_(keys.scalar_subquery())))).one()
-    await conn.execute(update(R).where(R.c.id == run["id"]).values(cost_micros=int(row[0]), tokens=int(row[1]),
-                                                                   updated_at=utcnow()))
-    return int(row[0])
+                              .where(U.c.org_id == org_id, which))).one()
+    return int(row[0]), int(row[1])
 
 
 async def step_calls(conn: AsyncConnection, run: dict[str, Any], step_id: str) -> tuple[int, int]:
@@ -105,10 +111,7 @@ async def step_calls(conn: AsyncConnection, run: dict[str, Any], step_id: str) -
     :func:`tally_run` counts it)."""
     keys = select(IK.c.request_id).where(IK.c.org_id == run["org_id"],
                                          IK.c.key.startswith(call_key_prefix(run["id"], step_id), autoescape=True))
-    row = (await conn.execute(select(func.coalesce(func.sum(U.c.cost_micros), 0),
-                                     func.coalesce(func.sum(U.c.prompt_tokens + U.c.completion_tokens), 0))
-                              .where(U.c.org_id == run["org_id"], U.c.request_id.in_(keys.scalar_subquery())))).one()
-    return int(row[0]), int(row[1])
+    return await _usage_of(conn, run["org_id"], U.c.request_id.in_(keys.scalar_subquery()))
 
 
 # -- events ----------------------------------------------------------------------------------------

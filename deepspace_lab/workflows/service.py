@@ -77,10 +77,13 @@ async def save_workflow(db: Db, *, org_id: str, project_id: str, source: str, fm
     return workflow_dict(workflow), version_dict(saved)
 
 
-async def list_workflows(db: Db, *, org_id: str, project_id: str | None = None) -> list[dict[str, Any]]:
+async def list_workflows(db: Db, *, org_id: str, project_id: str | None = None,
+                         name: str | None = None) -> list[dict[str, Any]]:
     query = select(W).where(W.c.org_id == org_id)
     if project_id is not None:
         query = query.where(W.c.project_id == project_id)
+    if name is not None:
+        query = query.where(W.c.name == name)
     return [workflow_dict(r) for r in (await db.execute(query.order_by(W.c.name))).all()]
 
 
