@@ -53,9 +53,10 @@ async def task_lock(engine: AsyncEngine, name: str) -> AsyncIterator[AsyncConnec
     worker holds it. Released at the end, or by the server when the holder's session dies."""
     key = PG_LOCK_BASE + list(SCHEDULES).index(name)
     async with engine.connect() as conn:
-        for setting, value in LOCK_KEEPALIVE.items():
-            await conn.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
-        got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar()
+        keepalives = ", ".join(f"set_config('{setting}', :v{i}, false)" for i, setting in enumerate(LOCK_KEEPALIVE))
+        params: dict[str, Any] = {f"v{i}": value for i, value in enumerate(LOCK_KEEPALIVE.values())}
+        row = (await conn.execute(text(f"SELECT {keepalives}, pg_try_advisory_lock(:k)"), {**params, "k": key})).one()
+        got = row[-1]  # one round trip: the session's keepalives, then the lock
         await conn.commit()
         if not got:
             yield None
