@@ -115,9 +115,6 @@ class Limiter(Protocol):
     async def usage(self, limits: Sequence[Limit]) -> list[int]:
         """What each limit counts now (window sum or live slots), in order."""
 
-    async def peek(self, limits: Sequence[Limit]) -> Refusal | None:
-        """The refusal :meth:`acquire` would give a new member; consumes nothing."""
-
     async def add(self, member: str, limit: Limit) -> None:
         """Record ``member`` with ``limit.cost`` in a window limit, room or not."""
 
@@ -287,10 +284,6 @@ class MemoryLimiter:
                 counts.append(window.total if window else 0)
         return counts
 
-    async def peek(self, limits: Sequence[Limit]) -> Refusal | None:
-        now = time.monotonic()
-        return _worst([self._refusal("", limit, now) for limit in limits])
-
     async def add(self, member: str, limit: Limit) -> None:
         _need_member(member)
         _need_window(limit)
@@ -416,10 +409,10 @@ end
 """.replace("CONC_RETRY_MS", str(round(CONCURRENCY_RETRY_S * 1000)))
 
 _LUA = {
-    # ARGV: member, dry ('1': peek), limits. Returns {0} or {index, used, retry ms (-1 never)}.
+    # ARGV: member, limits. Returns {0} or {index, used, retry ms (-1 never)}.
     "acquire": """
-local member, dry, now = ARGV[1], ARGV[2] == '1', now_ms()
-local limits = parse(3)
+local member, now = ARGV[1], now_ms()
+local limits = parse(2)
 local worst, worst_used, worst_retry = 0, 0, 0
 for i, l in ipairs(limits) do
   local used, retry = check(l, member, now)
@@ -428,7 +421,7 @@ for i, l in ipairs(limits) do
   end
 end
 if worst > 0 then return {worst, worst_used, worst_retry} end
-if not dry then for _, l in ipairs(limits) do record(l, member, now) end end
+for _, l in ipairs(limits) do record(l, member, now) end
 return {0, 0, 0}
 """,
     # ARGV: member, cost, one window limit
@@ -556,19 +549,16 @@ class RedisLimiter:
             args += ["w" if limit.kind == "window" else "c", limit.limit, window_ms, limit.cost]
         return keys, args
 
-    async def _check(self, member: str, limits: Sequence[Limit], *, dry: bool) -> Refusal | None:
-        keys, args = self._spec(limits)
-        index, used, retry_ms = await self._run("acquire", keys, [member, int(dry), *args])
-        if index == 0:
-            return None
-        retry_after_s = math.inf if retry_ms < 0 else retry_ms / 1000
-        return Refusal(limits[index - 1], int(used), retry_after_s)
-
     async def acquire(self, member: str, limits: Sequence[Limit]) -> Refusal | None:
         if not limits:
             return None
         _need_member(member)
-        return await self._check(member, limits, dry=False)
+        keys, args = self._spec(limits)
+        index, used, retry_ms = await self._run("acquire", keys, [member, *args])
+        if index == 0:
+            return None
+        retry_after_s = math.inf if retry_ms < 0 else retry_ms / 1000
+        return Refusal(limits[index - 1], int(used), retry_after_s)
 
     async def adjust(self, member: str, limit: Limit, cost: int) -> None:
         _need_window(limit)
@@ -603,9 +593,6 @@ class RedisLimiter:
             return []
         keys, args = self._spec(limits)
         return [int(count) for count in await self._run("usage", keys, args)]
-
-    async def peek(self, limits: Sequence[Limit]) -> Refusal | None:
-        return await self._check("", limits, dry=True) if limits else None
 
     async def add(self, member: str, limit: Limit) -> None:
         _need_member(member)

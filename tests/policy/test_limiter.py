@@ -290,7 +290,7 @@ def test_retry_after_is_when_enough_of_the_oldest_entries_leave(make: MakeLimite
         after_second = time.monotonic()
 
         asked = time.monotonic()
-        one, two, three = [await limiter.peek([rpm(cost)]) for cost in (1, 2, 3)]
+        one, two, three = [await limiter.acquire(member(), [rpm(cost)]) for cost in (1, 2, 3)]  # refused: free
         answered = time.monotonic()
         assert one is not None and two is not None and three is not None
 
@@ -386,26 +386,24 @@ def test_release_with_final_costs_frees_slots_and_corrects_tokens_in_one_call(ma
     run(make, scenario)
 
 
-# --- the login limiter: peek, add, clear ----------------------------------------------------
+# --- the login limiter: add, clear ----------------------------------------------------------
 
 
-def test_failed_logins_are_added_peeked_and_cleared(make: MakeLimiter) -> None:
+def test_failed_logins_are_added_counted_and_cleared(make: MakeLimiter) -> None:
     failures = Limit("login:203.0.113.9", "window", 3)
     other = Limit("login:203.0.113.10", "window", 3)
 
     async def scenario(limiter: Limiter) -> None:
-        assert await limiter.peek([failures]) is None
-        assert await limiter.usage([failures]) == [0]  # peeking consumed nothing
+        assert await limiter.usage([failures]) == [0]
         for _ in range(3):
             await limiter.add(member(), failures)
         await limiter.add(member(), other)
-        refusal = await limiter.peek([failures])
+        refusal = await limiter.acquire(member(), [failures])
         assert refusal is not None and refusal.used == 3 and refusal.retry_after_s > 0
         await limiter.add(member(), failures)  # unconditional, even when full
-        assert await limiter.usage([failures]) == [4]
+        assert await limiter.usage([failures]) == [4]  # the refused acquire counted nothing
         await limiter.clear(failures.key)
         assert await limiter.usage([failures, other]) == [0, 1]
-        assert await limiter.peek([failures]) is None
 
     run(make, scenario)
 
