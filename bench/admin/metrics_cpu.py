@@ -1,7 +1,7 @@
 """The Prometheus counters' CPU per request, in-process: one gateway (throwaway PostgreSQL
 database, simulated upstream), requests alternated with the counters off (the audit step
-skips them: ``services.metrics = None``) and on, each going first in every other round. Reads the gateway loop thread's CPU around
-each batch (``bench/_inprocess.py``), as ``bench/policy_cpu.py`` does.
+skips them: ``services.metrics = None``) and on, each going first in every other round. Reads the
+gateway loop thread's CPU around each batch (``bench/_inprocess.py``), as ``bench/policy_cpu.py`` does.
 
     .venv/bin/python bench/admin/metrics_cpu.py [--rounds 5] [--requests 300] [--stream]
 """
@@ -18,7 +18,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _inprocess import cpu_ms_per_request, throwaway_gateway  # noqa: E402
+from _inprocess import cpu_ms_per_request, throwaway_gateway
 
 
 def main() -> int:
