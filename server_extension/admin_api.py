@@ -12,7 +12,7 @@ change records ``before`` / ``after`` in ``ctx.detail``, which the request's aud
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +43,12 @@ class AdminHandler(ApiHandler):
             return None
         return admin_org_scope(principal_of(ctx), action)
 
+    @overload
+    @classmethod
+    def target_org(cls, ctx: RequestContext, requested: str) -> str: ...
+    @overload
+    @classmethod
+    def target_org(cls, ctx: RequestContext, requested: str | None) -> str | None: ...
     @classmethod
     def target_org(cls, ctx: RequestContext, requested: str | None) -> str | None:
         """The org a request is about: ``requested`` (a filter or a path id) checked against the
@@ -61,8 +67,9 @@ class PermissionsHandler(AdminHandler):
     async def get(self) -> None:
         async def work(ctx: RequestContext, session: AsyncSession) -> tuple[int, Any]:
             query_params(self, allowed=())
-            actions = [{"action": action, "key_scope": scope, "roles": [r for r in ROLES if role_allows(r, action)]}
-                       for action, (_role, scope) in MATRIX.items()]
+            actions: list[dict[str, Any]] = [
+                {"action": action, "key_scope": scope, "roles": [r for r in ROLES if role_allows(r, action)]}
+                for action, (_role, scope) in MATRIX.items()]
             actions += [{"action": action, "key_scope": scope, "roles": [], "platform_admins_only": True}
                         for action, scope in PLATFORM_ACTIONS.items()]
             actions += [{"action": action, "key_scope": PLATFORM_ACTIONS[platform],

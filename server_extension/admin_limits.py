@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deepspace_lab.auth.models import ApiKey, Org, Project
@@ -31,10 +32,11 @@ class RateUsageHandler(AdminHandler):
             project_id, key_id = params.get("project_id"), params.get("api_key_id")
             if await session.get(Org, org_id) is None:
                 raise NotFound(f"no org {org_id!r}", code="org_not_found", param="org_id")
-            for model, row_id, code in ((Project, project_id, "project_not_found"),
-                                        (ApiKey, key_id, "api_key_not_found")):
-                row = await session.get(model, row_id) if row_id else None
-                if row_id and (row is None or row.org_id != org_id):
+            checks: tuple[tuple[type[Project] | type[ApiKey], str | None, str], ...] = (
+                (Project, project_id, "project_not_found"), (ApiKey, key_id, "api_key_not_found"))
+            for model, row_id, code in checks:
+                owner = await session.scalar(select(model.org_id).where(model.id == row_id)) if row_id else None
+                if row_id and owner != org_id:  # absent (owner None) or another org's
                     raise NotFound(f"no such {code.removesuffix('_not_found')} in this org", code=code)
             services = self.runtime.services
             rates = await rate_usage(services, await snapshot(services, ctx), org_id=org_id, project_id=project_id,

@@ -10,7 +10,7 @@ Org admins may read their org's (no global rules); changes are the platform admi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,7 +33,12 @@ POLICY_FIELDS = ("kind", "scope", "scope_id", "cidr", "spec")
 BUDGET_FIELDS = ("org_id", "scope", "scope_id", "period", "limit_micros")
 
 
-def _page(params: dict[str, str]) -> dict[str, int | None]:
+class _Page(TypedDict):
+    after_id: int | None
+    limit: int
+
+
+def _page(params: dict[str, str]) -> _Page:
     """``after_id`` and ``limit`` from ``cursor`` (the ``next_cursor`` of the page before: a row id)
     and ``limit``."""
     cursor = params.get("cursor")

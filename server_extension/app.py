@@ -104,8 +104,13 @@ class DeepSpaceApp(ExtensionApp):
             self.runtime = Runtime(settings)
             self.lifecycle = GatewayLifecycle(self.runtime)
             source = LocalTokens(self.runtime, access_ttl=KERNEL_ACCESS_TTL, refresh_ttl=KERNEL_REFRESH_TTL)
-            self.handoff = KernelHandoff(source, lambda: gateway_root(self.serverapp.connection_url))
+            self.handoff = KernelHandoff(source, lambda: gateway_root(self._connection_url()))
         self.token_source = source
+
+    def _connection_url(self) -> str:
+        if self.serverapp is None:  # linked before initialize_settings; a handoff runs only after that
+            raise RuntimeError("the DeepSpace extension is not linked to a Jupyter server")
+        return str(self.serverapp.connection_url)
 
     def initialize_handlers(self) -> None:
         if self.runtime is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -130,7 +131,8 @@ class DeepSpaceHandler(tornado.web.RequestHandler):
                 return InvalidRequest(self._reason or "bad request", code="bad_request")
         return DeepSpaceError(f"internal error; quote trace id {self.trace_id} when reporting it")
 
-    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
         if isinstance(value, DeepSpaceError) and value.http_status < 500:
             return
         if isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
@@ -140,7 +142,7 @@ class DeepSpaceHandler(tornado.web.RequestHandler):
                         extra={"trace_id": self.trace_id, "request_id": self.request_id})
             return
         log.error("unhandled error on %s %s", self.request.method, self.request.path,
-                  exc_info=(typ, value, tb), extra={"trace_id": self.trace_id, "request_id": self.request_id})
+                  exc_info=value, extra={"trace_id": self.trace_id, "request_id": self.request_id})
 
 
 class HandlerSink:

@@ -34,7 +34,7 @@ KERNEL_ACCESS_TTL = timedelta(minutes=15)
 KERNEL_REFRESH_TTL = timedelta(hours=12)
 
 
-class KernelTokenHandler(APIHandler):  # type: ignore[misc]
+class KernelTokenHandler(APIHandler):
     """The Jupyter user's DeepSpace token pair (what kernels get at start, DESIGN §12.4), for a
     frontend or a kernel that needs a new one; in remote mode it comes from the shared Gateway."""
 
