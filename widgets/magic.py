@@ -82,7 +82,7 @@ class StopOnInterrupt:
 
 
 @magics_class
-class DeepSpaceMagics(Magics):  # type: ignore[misc]
+class DeepSpaceMagics(Magics):
     def __init__(self, shell: Any, client: DeepSpaceClient | None = None) -> None:
         super().__init__(shell)
         self._client = client

@@ -13,7 +13,8 @@ from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
 
 _FORMATTER = HtmlFormatter(nowrap=True)
-CODE_CSS = HtmlFormatter().get_style_defs(".ds-code")
+# types-Pygments leaves HtmlFormatter.get_style_defs unannotated (it returns the CSS text)
+CODE_CSS: str = HtmlFormatter().get_style_defs(".ds-code")  # type: ignore[no-untyped-call]
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
 
@@ -29,7 +30,8 @@ _MD = MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(
 
 
 def markdown_html(text: str) -> str:
-    return _MD.render(text)
+    rendered: str = _MD.render(text)  # markdown-it types render() as Any; the HTML renderer returns str
+    return rendered
 
 
 def code_blocks(text: str) -> list[str]:

@@ -19,7 +19,7 @@ class MessageModel(HasTraits):
     status = Unicode("done")
     model = Unicode("")
     #: agent steps in arrival order: {"kind": thought|tool_call|tool_result|citation, "content": ...}
-    steps = List()
+    steps: List[dict[str, Any]] = List()
     usage = Dict()
     billing = Dict()
     error = Dict()
@@ -27,10 +27,11 @@ class MessageModel(HasTraits):
 
 
 class ChatStore(HasTraits):
-    conversations = List()
+    conversations: List[dict[str, Any]] = List()
     conversation_id = Unicode(None, allow_none=True)
     messages = List(Instance(MessageModel))
-    models = List()
+    #: model ids, as the catalog lists them
+    models: List[str] = List()
     model = Unicode("")
     temperature = Float(None, allow_none=True)
     max_tokens = Int(None, allow_none=True)
@@ -50,9 +51,9 @@ class ChatStore(HasTraits):
 
 class UserStore(HasTraits):
     me = Dict()
-    projects = List()
+    projects: List[dict[str, Any]] = List()
     project_id = Unicode(None, allow_none=True)
-    keys = List()
+    keys: List[dict[str, Any]] = List()
     #: the key just created (its secret shown once), cleared by the next key action
     new_key = Dict()
     error = Dict()
@@ -60,8 +61,8 @@ class UserStore(HasTraits):
 
 class BillingStore(HasTraits):
     wallet = Dict()
-    transactions = List()
-    usage = List()
+    transactions: List[dict[str, Any]] = List()
+    usage: List[dict[str, Any]] = List()
     #: ``GET /usage/summary?group_by=day``: the roll-ups by day and how far they are built
     usage_summary = Dict()
     #: below this many available micro-credits the chat warns
@@ -81,22 +82,22 @@ class BillingStore(HasTraits):
 class WorkflowStore(HasTraits):
     """The workflow widget's state: definitions and versions, the open run, its log and files."""
 
-    workflows = List()
+    workflows: List[dict[str, Any]] = List()
     workflow_id = Unicode(None, allow_none=True)
     #: versions of the chosen workflow, newest first
-    versions = List()
+    versions: List[dict[str, Any]] = List()
     version = Int(None, allow_none=True)
     #: the chosen version's definition (its declared inputs, its steps)
     definition = Dict()
     #: run history of the chosen workflow, newest first
-    runs = List()
+    runs: List[dict[str, Any]] = List()
     #: the open run with its steps, as the Gateway last said
     run = Dict()
     run_id = Unicode(None, allow_none=True)
     #: the open run's events, oldest first (the newest ``MAX_EVENTS``)
-    events = List()
+    events: List[dict[str, Any]] = List()
     #: the open run's files: {id, name, size_bytes, step_id, path (once downloaded)}
-    artifacts = List()
+    artifacts: List[dict[str, Any]] = List()
     following = Bool(False)
     error = Dict()
 

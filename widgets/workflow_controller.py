@@ -52,7 +52,8 @@ class WorkflowController:
         self.store.workflows = workflows
         ids = [w["id"] for w in workflows]
         if ids:
-            await self.select_workflow(self.store.workflow_id if self.store.workflow_id in ids else ids[0])
+            chosen = self.store.workflow_id
+            await self.select_workflow(chosen if chosen is not None and chosen in ids else ids[0])
 
     async def select_workflow(self, workflow_id: str) -> None:
         self.store.workflow_id, self.store.error = workflow_id, {}

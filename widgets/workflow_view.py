@@ -152,9 +152,10 @@ class WorkflowView(Rendering, w.VBox):  # type: ignore[misc]
     def _wire(self) -> None:
         c, store = self.controller, self.store
         self.refresh.on_click(lambda _b: spawn(c.load()))
-        self.workflow.observe(self._user(lambda v: v != store.workflow_id and spawn(c.select_workflow(v))), "value")
-        self.version.observe(self._user(lambda v: v != store.version and spawn(c.select_version(v))), "value")
-        self.run_choice.observe(self._user(lambda v: v != store.run_id and spawn(c.open_run(v))), "value")
+        self.workflow.observe(self._user(lambda v: spawn(c.select_workflow(v)) if v != store.workflow_id else None),
+                              "value")
+        self.version.observe(self._user(lambda v: spawn(c.select_version(v)) if v != store.version else None), "value")
+        self.run_choice.observe(self._user(lambda v: spawn(c.open_run(v)) if v != store.run_id else None), "value")
         self.buttons["start_run"].on_click(on_loop(lambda _b: spawn(c.start(
             self.input_values(), budget_micros=round(self.budget.value * 1_000_000) or None))))
         self.buttons["cancel_run"].on_click(lambda _b: spawn(c.cancel()))
