@@ -23,7 +23,7 @@ def aggregate_frame(rows: Sequence[Mapping[str, Any]], *, x: str, y: str, by: st
     frame = pd.DataFrame(list(rows), columns=[*keys, y])
     if frame.empty:
         return frame
-    return frame.groupby(keys, as_index=False)[y].sum().sort_values(keys).reset_index(drop=True)
+    return frame.groupby(keys, as_index=False)[[y]].sum().sort_values(keys).reset_index(drop=True)
 
 
 def bar_chart(rows: Sequence[Mapping[str, Any]], *, x: str, y: str, title: str, y_label: str = "",

@@ -23,7 +23,7 @@ class ApiForm(Viewer):
     def __init__(self, fields: Mapping[str, pn.widgets.Widget], submit: Submit, *, text: Text,
                  required: Sequence[str] = (), submit_label: str | None = None,
                  on_success: Callable[[Any], Any] | None = None) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # panel's Viewer.__init__ is unannotated
         self.fields, self.submit, self.text = dict(fields), submit, text
         self.required, self.on_success = tuple(required), on_success
         self.field_errors = {name: pn.pane.Str("", styles={"color": "#b00020"}, visible=False) for name in self.fields}

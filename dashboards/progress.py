@@ -25,7 +25,7 @@ class JobProgress(Viewer):
 
     def __init__(self, fetch_job: FetchJob, *, text: Text, poll_interval_s: float = 0.5,
                  timeout_s: float = 3600.0) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # panel's Viewer.__init__ is unannotated
         self.fetch_job, self.text = fetch_job, text
         self.poll_interval_s, self.timeout_s = poll_interval_s, timeout_s
         self.bar = pn.indicators.Progress(value=-1, max=100, active=False, sizing_mode="stretch_width", visible=False)

@@ -38,7 +38,7 @@ class JobRunner(Viewer):
 
     def __init__(self, fields: Mapping[str, pn.widgets.Widget], *, start: Start, fetch_job: FetchJob,
                  download: Download, text: Text, label: str, poll_interval_s: float = 0.5) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # panel's Viewer.__init__ is unannotated
         self.start, self.download, self.text = start, download, text
         self.progress = JobProgress(fetch_job, text=text, poll_interval_s=poll_interval_s)
         self.files = pn.Row(css_classes=["ds-files"])

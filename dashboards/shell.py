@@ -31,7 +31,7 @@ async def gateway_status(client: AsyncDeepSpaceClient) -> dict[str, Any]:
 class AdminShell(Viewer):
     def __init__(self, client: AsyncDeepSpaceClient, identity: Identity, *, lang: str = "en",
                  logout_url: str = "/logout") -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # panel's Viewer.__init__ is unannotated
         self.client, self.identity, self.logout_url = client, identity, logout_url
         self.text = Text(lang)
         self.status: dict[str, Any] = {}

@@ -40,7 +40,7 @@ class PagedTable(Viewer):
                  formatters: Mapping[str, Callable[[Any], str]] | None = None,
                  titles: Mapping[str, str] | None = None, filters: Mapping[str, pn.widgets.Widget] | None = None,
                  page_size: int = 25) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # panel's Viewer.__init__ is unannotated
         self.fetch, self.text, self.columns = fetch, text, columns
         self.formatters, self.titles = dict(formatters or {}), dict(titles or {})
         self.filters = dict(filters or {})

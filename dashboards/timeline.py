@@ -10,7 +10,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool
 from bokeh.plotting import figure
 
 from .i18n import credits
@@ -70,8 +70,8 @@ def timeline_rows(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def timeline_chart(rows: Sequence[Mapping[str, Any]], *, title: str, height: int = 300) -> Any:
     lanes = [lane for lane in LANES if any(r["lane"] == lane for r in rows)] or list(LANES[:1])
-    fig = figure(y_range=list(reversed(lanes)), title=title, height=height, sizing_mode="stretch_width",
-                 toolbar_location=None, x_axis_label="ms")
+    fig = figure(y_range=FactorRange(factors=list(reversed(lanes))), title=title, height=height,
+                 sizing_mode="stretch_width", toolbar_location=None, x_axis_label="ms")
     points = ColumnDataSource({k: [r[k] for r in rows] for k in ("offset_ms", "lane", "summary")})
     fig.scatter(x="offset_ms", y="lane", source=points, size=10)
     spans = [r for r in rows if r.get("end_ms") is not None]

@@ -23,7 +23,7 @@ class Page(Viewer):
     navigate: Callable[[str, str | None], None] | None = None
 
     def __init__(self, client: AsyncDeepSpaceClient, *, text: Text, identity: Identity | None = None) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # panel's Viewer.__init__ is unannotated
         self.client, self.text, self.identity = client, text, identity
 
     async def load(self) -> None:

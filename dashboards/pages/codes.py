@@ -28,7 +28,7 @@ def _states(value: Any) -> str:
 
 class CodesPanel(Viewer):
     def __init__(self, client: AsyncDeepSpaceClient, *, text: Text) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # panel's Viewer.__init__ is unannotated
         self.client, self.text = client, text
         t = text
         self.create = ApiForm({"count": pn.widgets.TextInput(label=t("code_count"), value="1"),

@@ -132,9 +132,9 @@ class DashboardPage(Page):
             self.alert.object, self.alert.visible = error_text(exc), True
             return
         self.alert.visible = False
-        self.show(self.view)
+        self.show_overview(self.view)
 
-    def show(self, view: dict[str, Any]) -> None:
+    def show_overview(self, view: dict[str, Any]) -> None:
         t = self.text
         sums = totals(view)
         figures = [("requests", f"{sums['requests']:,}"),

@@ -116,10 +116,12 @@ class ModelsPage(Page):
         model = self.chosen
         if model is None:  # the catalog has not loaded, or is empty: nothing to price
             raise InvalidRequestError("choose a model first", code="model_required", param=None)
-        body = {name: parse_credits(values[name], param=name)
-                for name in ("input_micros_per_mtok", "output_micros_per_mtok")}
-        answer = dict(await self.client.admin_set_price(model["id"], **body,
-                                                        effective_at=(values["effective_at"] or "").strip() or None))
+        prices = {name: parse_credits(values[name], param=name)
+                  for name in ("input_micros_per_mtok", "output_micros_per_mtok")}
+        answer = dict(await self.client.admin_set_price(
+            model["id"], input_micros_per_mtok=prices["input_micros_per_mtok"],
+            output_micros_per_mtok=prices["output_micros_per_mtok"],
+            effective_at=(values["effective_at"] or "").strip() or None))
         await self.show_prices(model["id"])
         return answer
 

@@ -68,7 +68,7 @@ class RiskPage(Page):
         }, lambda v: c.admin_set_policy(**policy_body(v)), text=t, label=t("set_policy"), required=("kind", "scope"),
             refresh=self.policies, css="ds-set-policy")
         self.delete_policy = action({"policy_id": pn.widgets.TextInput(label=t("policy_id"), width=160)},
-                                    lambda v: c.admin_delete_policy(v["policy_id"].strip()),  # type: ignore[arg-type]
+                                    lambda v: c.admin_delete_policy(v["policy_id"].strip()),
                                     text=t, label=t("delete_policy"), required=("policy_id",), refresh=self.policies)
         self.budget_form = action({
             "org_id": pn.widgets.TextInput(label=t("filter_org"), width=260),

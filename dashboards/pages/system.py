@@ -83,14 +83,15 @@ class SystemPage(Page):
         return await self.client.admin_webhook_deliveries(hook, **params)
 
     async def _redeliver(self, values: dict[str, Any]) -> Any:
-        queued = await self.client.admin_redeliver_webhook(self.hook_id.value.strip(), values["delivery_id"].strip())
+        hook = (self.hook_id.value or "").strip()
+        queued = await self.client.admin_redeliver_webhook(hook, values["delivery_id"].strip())
         await self.follow(queued)
         return queued
 
     async def send_test(self) -> dict[str, Any] | None:
         """Queue a ping to the chosen hook and follow its delivery in the log."""
         self.alert.visible = False
-        hook = self.hook_id.value.strip()
+        hook = (self.hook_id.value or "").strip()
         if not hook:
             self.alert.object, self.alert.visible = self.text("choose_webhook"), True
             return None
