@@ -30,6 +30,7 @@ ADMIN_TEXT: dict[str, dict[str, str]] = {
         "secret_once": "Signing secret of {id}, shown this once — keep it now: `{secret}`",
         "send_test": "Send test event", "redeliver": "Redeliver", "delivery_log": "Delivery log",
         "choose_webhook": "Enter a webhook id first.", "delivering": "Delivering {event}…",
+        "error_webhook_required": "Enter a webhook id first",
         "delivery_state": "{status} (attempt {attempt}, HTTP {code})",
         "signature_help": "Each delivery is a POST of JSON signed with the webhook's secret: "
                           "`X-DeepSpace-Signature: sha256=HMAC-SHA256(secret, \"<X-DeepSpace-Timestamp>.<body>\")`; "
@@ -59,6 +60,7 @@ ADMIN_TEXT: dict[str, dict[str, str]] = {
         "secret_once": "{id} 的签名密钥仅显示这一次，请立即保存：`{secret}`",
         "send_test": "发送测试事件", "redeliver": "重新投递", "delivery_log": "投递记录",
         "choose_webhook": "请先输入 Webhook ID。", "delivering": "正在投递 {event}…",
+        "error_webhook_required": "请先输入 Webhook ID",
         "delivery_state": "{status}（第 {attempt} 次尝试，HTTP {code}）",
         "signature_help": "每次投递是一个用 Webhook 密钥签名的 JSON POST："
                           "`X-DeepSpace-Signature: sha256=HMAC-SHA256(密钥, \"<X-DeepSpace-Timestamp>.<正文>\")`；"

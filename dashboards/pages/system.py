@@ -10,7 +10,7 @@ from typing import Any
 
 import panel as pn
 
-from deepspace_lab.client import DeepSpaceClientError
+from deepspace_lab.client import DeepSpaceClientError, InvalidRequestError
 
 from ..table import PagedTable, error_text
 from .base import Page
@@ -84,6 +84,8 @@ class SystemPage(Page):
 
     async def _redeliver(self, values: dict[str, Any]) -> Any:
         hook = (self.hook_id.value or "").strip()
+        if not hook:  # the request would name no webhook (.../webhooks//deliveries/...: unknown_url)
+            raise InvalidRequestError("enter a webhook id first", code="webhook_required", param=None)
         queued = await self.client.admin_redeliver_webhook(hook, values["delivery_id"].strip())
         await self.follow(queued)
         return queued

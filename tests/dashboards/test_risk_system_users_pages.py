@@ -111,6 +111,9 @@ def test_system_keys_and_a_webhook_made_tested_and_logged(admin_world: AdminWorl
             page.revoke.fields["key_id"].value = victim.key_id
             assert (await page.revoke.send())["revoked_at"] and _me(w, victim.key) == 401
             assert await page.send_test() is None and page.alert.visible  # no webhook chosen yet
+            page.redeliver.fields["delivery_id"].value = "1"  # nor for a redelivery: refused here, nothing sent
+            assert await page.redeliver.send() is None and page.redeliver.last_error == ("webhook_required", None)
+            assert "Enter a webhook id first" in page.redeliver.form_error.object
 
             create = page.create
             create.fields["url"].value = "ftp://nowhere"
