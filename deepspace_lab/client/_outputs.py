@@ -28,5 +28,5 @@ def workflow_output(name: str, value: Any) -> None:
         raise ValueError(f"output {name!r} is not JSON-encodable: {exc}") from None
     from IPython.display import display  # only in a kernel; the client stays importable without it
 
-    display({OUTPUT_MIME: {"name": name, "value": value},  # type: ignore[no-untyped-call]
+    display({OUTPUT_MIME: {"name": name, "value": value},
              "text/plain": f"workflow output {name!r}"}, raw=True)
