@@ -41,6 +41,23 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [trace=%(trace_id)s] %(message)s"
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a record is emitted, not as it was when the handler
+    was made: a process that swaps stderr (pytest's capture, a notebook, a daemon redirecting
+    it) keeps its log lines, and a closed old stream never turns them into logging errors."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure_logging(*, level: str = "INFO", fmt: str = "text") -> None:
     """Install one handler on the ``deepspace_lab`` logger (idempotent)."""
     logger = logging.getLogger("deepspace_lab")
@@ -49,7 +66,7 @@ def configure_logging(*, level: str = "INFO", fmt: str = "text") -> None:
     for handler in list(logger.handlers):
         if getattr(handler, "_deepspace", False):
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler._deepspace = True  # type: ignore[attr-defined]
     handler.addFilter(TraceFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
