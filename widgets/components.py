@@ -144,9 +144,18 @@ def error_html(error: dict[str, Any], text: Text) -> str:
             f"<code>{escape(str(error.get('code', '')))}</code></div>")
 
 
-def table_html(rows: list[dict[str, Any]], columns: list[str]) -> str:
+def table_html(rows: list[dict[str, Any]], columns: list[str],
+               cells: dict[str, Callable[[Any], str]] | None = None) -> str:
+    """An HTML table of ``rows``; a value is escaped text unless ``cells`` names a column whose
+    function makes its markup (which escapes what it shows)."""
+    made = cells or {}
+
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = row.get(column, "")
+        return made[column](value) if column in made else escape(str(value))
+
     head = "".join(f"<th style='text-align:left; padding: 2px 8px'>{escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td style='padding: 2px 8px'>{escape(str(r.get(c, '')))}</td>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td style='padding: 2px 8px'>{cell(r, c)}</td>" for c in columns)
                    + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

@@ -55,11 +55,7 @@ def steps_html(run: dict[str, Any]) -> str:
              "seconds": "" if s.get("duration_s") is None else f"{s['duration_s']:.1f}",
              "error": s.get("error") or "", "reused": s.get("reused_from") or ""} for s in run.get("steps") or []]
     columns = ["step", "kind", "state", "attempts", "tokens", "cost", "seconds", "error", "reused"]
-    html = table_html(rows, columns)
-    for s in run.get("steps") or []:  # the states in colour
-        html = html.replace(f"<td style='padding: 2px 8px'>{escape(s['state'])}</td>",
-                            f"<td style='padding: 2px 8px'>{state_html(s['state'])}</td>", 1)
-    return f"<div class='ds-steps'>{html}</div>"
+    return f"<div class='ds-steps'>{table_html(rows, columns, {'state': state_html})}</div>"  # states in colour
 
 
 def outputs_html(run: dict[str, Any]) -> str:
