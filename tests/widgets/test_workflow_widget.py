@@ -126,3 +126,14 @@ def test_cancel_resume_fork_and_history(flows: Flows, start_worker: Any, tmp_pat
         assert store.error == {} and store.version == version
 
     asyncio.run(scenario())
+
+
+def test_the_steps_table_colours_states_and_escapes_what_a_step_reports() -> None:
+    from deepspace_lab.widgets.workflow_view import steps_html
+
+    step = {"step_id": "plan", "kind": "llm", "state": "failed", "attempts": 2, "tokens": 7, "cost_micros": 1500,
+            "duration_s": 1.5, "error": "<script>alert(1)</script>", "reused_from": None}
+    html = steps_html({"steps": [step, {**step, "step_id": "<b>", "state": "succeeded", "error": None}]})
+    assert html.count("class='ds-state ds-state-failed'") == 1 and html.count("ds-state-succeeded") == 1
+    assert "<script>" not in html and "&lt;script&gt;" in html and "<td style='padding: 2px 8px'>&lt;b&gt;</td>" in html
+    assert "<td style='padding: 2px 8px'>1.5</td>" in html  # seconds
