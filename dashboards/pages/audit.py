@@ -12,12 +12,11 @@ from typing import Any
 import panel as pn
 
 from ..forms import ApiForm
-from ..runner import JobRunner
 from ..table import PagedTable
 from ..timeline import timeline_chart, timeline_html, timeline_rows
 from ..values import check_trace_id
 from .base import Page
-from .billing import EXPORT_FORMATS
+from .kit import export_runner
 
 LOG_COLUMNS = ["created_at", "org_id", "kind", "method", "path", "status_code", "error_code", "model", "latency_ms",
                "client_ip", "actor", "trace_id"]
@@ -49,14 +48,7 @@ class AuditPage(Page):
         self.log = PagedTable(lambda p: self.client.admin_audit(**p), text=t, columns=LOG_COLUMNS, filters=filters)
         self.log.table.on_click(self._on_row_click)
 
-        def start(values: dict[str, Any]) -> Any:
-            org = filters["org_id"].value if "org_id" in filters else None
-            return self.client.admin_export("audit", format=values["format"], org_id=org or None)
-
-        self.export = JobRunner({"format": pn.widgets.Select(label=t("format"), options=list(EXPORT_FORMATS),
-                                                             width=100)},
-                                start=start, fetch_job=self.client.admin_export_job, download=self.client.file_content,
-                                text=t, label=t("export"))
+        self.export = export_runner(self, "audit", self.log)
         self.tabs = pn.Tabs((t("trace_lookup"), pn.Column(pn.pane.Markdown(t("trace_intro")), self.lookup,
                                                           self.timeline, sizing_mode="stretch_width")),
                             (t("request_log"), pn.Column(self.log, self.export, sizing_mode="stretch_width")),

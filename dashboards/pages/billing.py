@@ -23,6 +23,7 @@ from ..table import PagedTable
 from ..values import parse_credits
 from .base import Page
 from .codes import CodesPanel
+from .kit import export_runner
 
 WALLET_COLUMNS = ["org_id", "org_name", "balance_micros", "frozen_micros", "available_micros",
                   "overdraft_limit_micros"]
@@ -33,7 +34,6 @@ USAGE_COLUMNS = ["created_at", "org_id", "model", "status", "measured", "prompt_
 MONEY = ("balance_micros", "frozen_micros", "available_micros", "overdraft_limit_micros", "amount_micros",
          "balance_after_micros", "cost_micros")
 TABS = ("wallets", "transactions", "usage", "codes", "statements")
-EXPORT_FORMATS = ("csv", "json", "md")
 
 
 def last_month(now: datetime | None = None) -> str:
@@ -69,7 +69,7 @@ class BillingPage(Page):
                                                  options=["", "pending", "captured", "released", "expired"]),
                      "since": pn.widgets.TextInput(label=t("filter_since"), width=180, placeholder="2026-12-01"),
                      "until": pn.widgets.TextInput(label=t("filter_until"), width=180)})
-        self.exports = {dataset: self._export(dataset, table)
+        self.exports = {dataset: export_runner(self, dataset, table)
                         for dataset, table in (("transactions", self.transactions), ("usage", self.usage))}
         self.verb = pn.widgets.RadioButtonGroup(options={t("credit"): "credit", t("debit"): "debit"}, value="credit",
                                                 button_type="light")
@@ -90,17 +90,6 @@ class BillingPage(Page):
                                                         org_id=(v.get("org_id") or "").strip() or None),
             fetch_job=self.client.job, download=self.client.file_content, text=t, label=t("make_statement"))
         self.tabs = pn.Tabs(*self._tabs(), sizing_mode="stretch_width")
-
-    def _export(self, dataset: str, table: PagedTable) -> JobRunner:
-        t = self.text
-
-        def start(values: dict[str, Any]) -> Any:
-            org = table.filters["org_id"].value if "org_id" in table.filters else None
-            return self.client.admin_export(dataset, format=values["format"], org_id=org or None)
-
-        return JobRunner({"format": pn.widgets.Select(label=t("format"), options=list(EXPORT_FORMATS), width=100)},
-                         start=start, fetch_job=self.client.admin_export_job, download=self.client.file_content,
-                         text=t, label=t("export"))
 
     @staticmethod
     def _new_key() -> str:

@@ -1,6 +1,6 @@
-"""Small pieces the Users, Risk & Policy and System pages share: the org filter a platform
-admin gets (an org admin's pages are limited to their org already), a read-only table, an
-action form whose answer refreshes a paged table, and a money formatter per column."""
+"""Small pieces the pages share: the org filter a platform admin gets (an org admin's pages are
+limited to their org already), a read-only table, an action form whose answer refreshes a paged
+table, a money formatter per column, and a table's export through the Worker's export job."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ import panel as pn
 
 from ..forms import ApiForm, Submit
 from ..i18n import Text, credits
+from ..runner import JobRunner
 from ..table import PagedTable
+
+EXPORT_FORMATS = ("csv", "json", "md")
 
 
 def org_filters(page: Any) -> dict[str, pn.widgets.Widget]:
@@ -62,3 +65,18 @@ def action(fields: Mapping[str, pn.widgets.Widget], submit: Submit, *, text: Tex
     if css:
         form.button.css_classes = [css]
     return form
+
+
+def export_runner(page: Any, dataset: str, table: PagedTable) -> JobRunner:
+    """Export ``dataset`` as the admin picks (CSV, JSON or Markdown) through the Admin API's
+    export job, of the org ``table``'s org filter names (every org when empty), with progress
+    and the stored file to download."""
+    t = page.text
+
+    def start(values: dict[str, Any]) -> Any:
+        org = table.filters["org_id"].value if "org_id" in table.filters else None
+        return page.client.admin_export(dataset, format=values["format"], org_id=org or None)
+
+    return JobRunner({"format": pn.widgets.Select(label=t("format"), options=list(EXPORT_FORMATS), width=100)},
+                     start=start, fetch_job=page.client.admin_export_job, download=page.client.file_content,
+                     text=t, label=t("export"))
