@@ -4,7 +4,7 @@ the kernel's loop, so a Stop button is handled mid-stream)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from types import TracebackType
 from typing import Any
 
@@ -28,7 +28,7 @@ from ._base import (
 )
 from ._config import ClientConfig
 from ._errors import DeepSpaceClientError
-from ._files import FileCalls
+from ._files import FileCalls, content_call
 from ._money import MoneyCalls
 from ._observe import ObserveCalls
 from ._sse import SSEDecoder
@@ -141,6 +141,18 @@ class AsyncDeepSpaceClient(FileCalls[Awaitable[Any]], MoneyCalls[Awaitable[Any]]
         body = product_stream_body(conversation_id=conversation_id, content=content, model=model, system=system,
                                    regenerate=regenerate, params=params)
         return dict(await self._send(_api.estimate(body)))
+
+    async def file_chunks(self, file_id: str) -> AsyncGenerator[bytes, None]:
+        """A file's bytes as they arrive, piece by piece, so a large export is never held whole
+        (:meth:`file_content` returns them at once). An unknown id raises before the first piece."""
+        manager, response = await self._open_stream(content_call(file_id))
+        try:
+            async for chunk in response.aiter_bytes():
+                yield chunk
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self.base_url) from None
+        finally:
+            await manager.__aexit__(None, None, None)
 
     async def cancel(self, request_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._send(_api.cancel(request_id))

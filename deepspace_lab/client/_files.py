@@ -14,6 +14,11 @@ from ._base import API, Call
 R = TypeVar("R")
 
 
+def content_call(file_id: str) -> Call:
+    """A file's bytes, exactly as stored (the Gateway streams them from storage)."""
+    return Call("GET", f"{API}/files/{file_id}/content", raw=True)
+
+
 class FileCalls(Generic[R]):
     def _send(self, call: Call) -> R:  # provided by the client
         raise NotImplementedError
@@ -35,8 +40,8 @@ class FileCalls(Generic[R]):
         return self._send(Call("GET", f"{API}/files/{file_id}"))
 
     def file_content(self, file_id: str) -> R:
-        """A file's bytes, exactly as stored."""
-        return self._send(Call("GET", f"{API}/files/{file_id}/content", raw=True))
+        """A file's bytes, exactly as stored, at once (``file_chunks`` yields them as they arrive)."""
+        return self._send(content_call(file_id))
 
     def delete_file(self, file_id: str) -> R:
         return self._send(Call("DELETE", f"{API}/files/{file_id}"))

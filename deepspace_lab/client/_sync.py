@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -26,7 +26,7 @@ from ._base import (
 )
 from ._config import ClientConfig
 from ._errors import DeepSpaceClientError
-from ._files import FileCalls
+from ._files import FileCalls, content_call
 from ._money import MoneyCalls
 from ._observe import ObserveCalls
 from ._sse import SSEDecoder
@@ -136,6 +136,17 @@ class DeepSpaceClient(FileCalls[Any], MoneyCalls[Any], ObserveCalls[Any], Accoun
         body = product_stream_body(conversation_id=conversation_id, content=content, model=model, system=system,
                                    regenerate=regenerate, params=params)
         return dict(self._send(_api.estimate(body)))
+
+    def file_chunks(self, file_id: str) -> Generator[bytes, None, None]:
+        """A file's bytes as they arrive, piece by piece, so a large export is never held whole
+        (:meth:`file_content` returns them at once). An unknown id raises before the first piece."""
+        manager, response = self._open_stream(content_call(file_id))
+        try:
+            yield from response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise connection_error(exc, self.base_url) from None
+        finally:
+            manager.__exit__(None, None, None)
 
     def cancel(self, request_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._send(_api.cancel(request_id))

@@ -187,10 +187,16 @@ def test_the_client_exports_uploads_lists_reads_and_deletes_files(busy: tuple[Ga
         assert stored["name"] == "table.bin" and stored["size_bytes"] == len(data)
         assert client.file(stored["id"])["size_bytes"] == len(data)
         assert client.file_content(stored["id"]) == data
+        big = bytes(range(256)) * 12_000  # ~3 MB: the Gateway streams it in 1 MiB pieces
+        large = client.upload_file("large.bin", big)
+        pieces = list(client.file_chunks(large["id"]))
+        assert b"".join(pieces) == big and len(pieces) > 1
         assert stored["id"] in {f["id"] for f in client.files()["data"]}
         assert client.delete_file(stored["id"]) is None
         with pytest.raises(NotFoundError):
             client.file_content(stored["id"])
+        with pytest.raises(NotFoundError):
+            next(client.file_chunks(stored["id"]))
         with pytest.raises(InvalidRequestError) as refused:
             client.export("secrets")
         assert refused.value.code == "invalid_job_params"
@@ -198,6 +204,10 @@ def test_the_client_exports_uploads_lists_reads_and_deletes_files(busy: tuple[Ga
     async def async_upload() -> bytes:
         async with AsyncDeepSpaceClient(base_url=gw.url, api_key=tenant.api_key, timeout_s=20) as client:
             stored = await client.upload_file("notes.md", b"# notes\n", content_type="text/markdown")
+            streamed = b"".join([piece async for piece in client.file_chunks(stored["id"])])
+            assert streamed == b"# notes\n"
+            with pytest.raises(NotFoundError):
+                await anext(client.file_chunks("file_unknown"))
             return bytes(await client.file_content(stored["id"]))
 
     import asyncio
