@@ -15,6 +15,7 @@ from tornado.ioloop import IOLoop
 from tornado.web import decode_signed_value
 
 from .auth import COOKIE, COOKIE_DAYS, LOGOUT_URL, AdminAuthProvider
+from .downloads import download_patterns
 from .i18n import pick_language
 from .session import SessionStore
 from .shell import AdminShell
@@ -70,6 +71,7 @@ def make_server(*, gateway_url: str, port: int, address: str = "127.0.0.1", secr
     return pn.io.server.get_server({"/": app_factory(store, secret=secret, lang=lang)}, port=port, address=address,
                                    websocket_origin=origins, loop=loop or IOLoop.current(), start=False,
                                    title="DeepSpace Lab admin", cookie_secret=secret,
+                                   extra_patterns=download_patterns(),
                                    auth_provider=AdminAuthProvider(store=store, gateway_url=gateway_url, lang=lang))
 
 

@@ -76,7 +76,9 @@ class AdminAuthProvider(AuthProvider):
         return LogoutHandler
 
 
-class _Handler(tornado.web.RequestHandler):
+class ConsoleHandler(tornado.web.RequestHandler):
+    """A page of the console server outside Panel: it reaches the sign-in provider."""
+
     @property
     def provider(self) -> AdminAuthProvider:
         provider: AdminAuthProvider = self.application.auth_provider  # type: ignore[attr-defined]
@@ -87,7 +89,7 @@ class _Handler(tornado.web.RequestHandler):
         return pick_language(asked or self.provider.lang, self.request.headers.get("Accept-Language"))
 
 
-class LoginHandler(_Handler):
+class LoginHandler(ConsoleHandler):
     def get(self) -> None:
         self.render_form(self.lang())
 
@@ -124,7 +126,7 @@ class LoginHandler(_Handler):
         self.redirect("/")
 
 
-class LogoutHandler(_Handler):
+class LogoutHandler(ConsoleHandler):
     async def get(self) -> None:
         session = self.provider.store.pop(self.provider.session_id(self))
         if session is not None:

@@ -88,7 +88,7 @@ class BillingPage(Page):
             {"month": pn.widgets.TextInput(label=t("month"), value=last_month()), **org_filter()},
             start=lambda v: self.client.admin_statement(v["month"].strip(),
                                                         org_id=(v.get("org_id") or "").strip() or None),
-            fetch_job=self.client.job, download=self.client.file_content, text=t, label=t("make_statement"))
+            fetch_job=self.client.job, text=t, label=t("make_statement"))
         self.tabs = pn.Tabs(*self._tabs(), sizing_mode="stretch_width")
 
     @staticmethod

@@ -78,5 +78,5 @@ def export_runner(page: Any, dataset: str, table: PagedTable) -> JobRunner:
         return page.client.admin_export(dataset, format=values["format"], org_id=org or None)
 
     return JobRunner({"format": pn.widgets.Select(label=t("format"), options=list(EXPORT_FORMATS), width=100)},
-                     start=start, fetch_job=page.client.admin_export_job, download=page.client.file_content,
+                     start=start, fetch_job=page.client.admin_export_job,
                      text=t, label=t("export"))

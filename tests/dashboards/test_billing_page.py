@@ -195,8 +195,9 @@ def test_exports_and_statements_run_as_worker_jobs_with_progress(admin_world: Ad
             job = await export.form.send()
             assert job is not None and job["state"] == "done" and job["params"]["orgs"] == w.a.id
             assert export.progress.seen[-1] == ("done", 100.0) and export.progress.label.object == "Done"
-            ((name, content),) = export.downloads.items()
-            rows = list(csv.DictReader(io.StringIO(content.decode())))
+            ((name, file_id),) = export.downloads.items()
+            assert f"href='files/{file_id}' download>{name}</a>" in export.files.objects[0].object  # a link
+            rows = list(csv.DictReader(io.StringIO((await session.client.file_content(file_id)).decode())))
             assert name.endswith(".csv") and [r["org_id"] for r in rows] == [w.a.id]
             statement, month = page.statements, f"{utcnow():%Y-%m}"
             statement.progress.poll_interval_s = 0.05
@@ -212,8 +213,8 @@ def test_exports_and_statements_run_as_worker_jobs_with_progress(admin_world: Ad
             assert job is not None and job["state"] == "done" and job["params"]["org_id"] == w.a.id
             name = f"statement-{month}-{w.a.id}"
             assert sorted(statement.downloads) == [f"{name}.csv", f"{name}.md"]
-            closing = next(r for r in csv.reader(io.StringIO(statement.downloads[f"{name}.csv"].decode()))
-                           if r[0] == "closing_balance")
+            text = (await session.client.file_content(statement.downloads[f"{name}.csv"])).decode()
+            closing = next(r for r in csv.reader(io.StringIO(text)) if r[0] == "closing_balance")
             wallet = await session.client.admin_wallet(w.a.id)
             assert closing[-1] == str(wallet["balance_micros"])  # org a's money (after its chat), not the admin's
 

@@ -59,3 +59,31 @@ def test_login_cookie_and_logout(admin_world: AdminWorld, spawn: Processes, tmp_
         assert again.status_code == 302 and "/login" in again.headers["location"]
     logs = proc.stdout + proc.stderr
     assert PASSWORD not in logs and "access_token" not in logs
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_file_downloads_through_the_console_in_pieces_for_its_signed_in_admin(
+        admin_world: AdminWorld, spawn: Processes, tmp_path: Path) -> None:
+    """``/files/{id}`` streams a file of the admin's org from the Gateway with the admin's own
+    credentials (the link an export or statement shows): exactly the stored bytes, as an
+    attachment. No console session is 401; another org's file is the Gateway's 404."""
+    from deepspace_lab.client import DeepSpaceClient
+
+    w = admin_world
+    big = bytes(range(256)) * 12_000  # ~3 MB, more than one piece
+    with DeepSpaceClient(base_url=w.gw.url, access_token=w.token(w.platform)) as ops:
+        mine = ops.upload_file("usage export.csv", big, content_type="text/csv")
+    with DeepSpaceClient(base_url=w.gw.url, api_key=w.a.people["member"].key) as member:
+        theirs = member.upload_file("theirs.csv", b"a,b\n", content_type="text/csv")
+    _proc, url = start_admin(spawn, w.gw.url, tmp_path / "data")
+    assert httpx.get(f"{url}/files/{mine['id']}", timeout=30).status_code == 401
+    with httpx.Client(base_url=url, timeout=30) as admin:
+        assert admin.post("/login", data={"username": w.platform.email, "password": PASSWORD}).status_code == 302
+        with admin.stream("GET", f"/files/{mine['id']}") as got:
+            assert got.status_code == 200
+            assert got.headers["content-disposition"] == "attachment; filename*=UTF-8''usage%20export.csv"
+            assert got.headers["content-type"].startswith("text/csv")
+            assert int(got.headers["content-length"]) == len(big)
+            assert b"".join(got.iter_bytes()) == big
+        other = admin.get(f"/files/{theirs['id']}")
+        assert other.status_code == 404 and "file_not_found" in other.text
