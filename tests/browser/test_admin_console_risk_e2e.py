@@ -1,8 +1,9 @@
 """Risk & Policy and System in a real headless Chromium: a platform admin adds an IP deny rule on
 the Risk page and a request from that address is refused at once; then adds a webhook on the
 System page (its secret shown once), presses "Send test event", and the local receiver gets a
-delivery signed with that secret while the delivery log shows it succeeded; after a switch to
-Chinese the permissions matrix shows its rows. Screenshots are kept under the test's tmp dir
+delivery signed with that secret while the delivery log shows it succeeded; the request log is
+exported and its file downloaded through the console's link; after a switch to Chinese the
+permissions matrix shows its rows. Screenshots are kept under the test's tmp dir
 (the path is printed)."""
 
 from __future__ import annotations
@@ -85,6 +86,18 @@ def test_ip_deny_rule_refuses_and_a_webhook_test_arrives_signed_and_logged(
     expect(page.locator(".ds-delivery-status")).to_contain_text("succeeded", timeout=30_000)
     expect(page.get_by_text(got.headers["x-deepspace-delivery"], exact=True)).to_be_visible(timeout=30_000)
     page.screenshot(path=str(shots / "3-webhook-delivery-log.png"), full_page=True)
+
+    # the request log exports through the Worker; its link downloads the file through the console
+    nav.get_by_role("button", name="Audit", exact=True).click()
+    page.get_by_text("Request log", exact=True).click()
+    page.get_by_role("button", name="Export", exact=True).click()
+    link = page.locator("a.ds-download")
+    expect(link).to_be_visible(timeout=30_000)
+    with page.expect_download(timeout=30_000) as downloading:
+        link.click()
+    exported = Path(downloading.value.path()).read_text()
+    assert exported.startswith("id,org_id,created_at,") and "ip_denied" in exported  # the refused request
+    assert downloading.value.suggested_filename.endswith(".csv")
 
     # the permissions matrix after switching to Chinese has its rows, not its header alone
     page.locator(".ds-lang").get_by_role("button", name="中文").click()
