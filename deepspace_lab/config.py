@@ -99,7 +99,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("retention_messages_days", int, 0,
                 "Conversation messages older than this many days are deleted (0: kept forever)."),
     SettingSpec("retention_jobs_days", int, 0,
-                "Finished jobs and their events older than this many days are deleted (0: kept forever)."),
+                "Finished jobs and their events older than this many days are deleted, and so is the event log of "
+                "workflow runs that ended that long ago (the runs and their steps stay; 0: kept forever)."),
     SettingSpec("webhook_max_attempts", int, 5,
                 "Times the Worker tries to deliver one webhook event (backoff 1, 2, 4 … s, at most 60 s) "
                 "before its delivery is `failed`."),

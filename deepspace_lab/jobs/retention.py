@@ -8,7 +8,9 @@ writing meanwhile. 0 days keeps a kind forever.
 - usage records (``…_USAGE_DAYS``): only settled rows, and only in hours already rolled up,
   so the roll-ups, the usage summary and the statements keep every request;
 - conversation messages (``…_MESSAGES_DAYS``);
-- finished jobs with their events (``…_JOBS_DAYS``), by when they finished.
+- finished jobs with their events (``…_JOBS_DAYS``), by when they finished; with the same
+  setting, the event log of workflow runs that ended that long ago (the run and its steps —
+  state, outputs, cost, errors — stay).
 
 Each run that deleted anything leaves an audit row (``worker.retention``: counts and settings).
 Never purged: the ledger (``transactions``, append-only; the database refuses deletes),
@@ -80,9 +82,16 @@ async def apply_retention(engine: AsyncEngine, settings: Settings, *, now: datet
         deleted["messages"] = await _purge(
             engine, MSG, [MSG.c.created_at < _before(settings.retention_messages_days, at)], batch=batch)
     if settings.retention_jobs_days:
+        from ..workflows.models import RUN_ACTIVE, WorkflowEvent, WorkflowRun  # workflows import jobs
+
         deleted["jobs"] = await _purge(engine, J, [J.c.state.in_(("done", "failed")),
                                                   J.c.finished_at < _before(settings.retention_jobs_days, at)],
                                        batch=batch)
+        runs, events = (cast(Table, m.__table__) for m in (WorkflowRun, WorkflowEvent))
+        ended = select(runs.c.id).where(runs.c.state.not_in(RUN_ACTIVE),
+                                        runs.c.finished_at < _before(settings.retention_jobs_days, at))
+        deleted["workflow_events"] = await _purge(engine, events, [events.c.run_id.in_(ended.scalar_subquery())],
+                                                  batch=batch)
     if any(deleted.values()):
         log.warning("retention deleted %s", deleted)
         async with engine.begin() as conn:  # what went, and why, stays on record

@@ -15,6 +15,7 @@ from deepspace_lab.conversations.models import Conversation, Message
 from deepspace_lab.db import make_async_engine, make_sync_engine
 from deepspace_lab.jobs.models import Job, JobEvent
 from deepspace_lab.jobs.retention import apply_retention
+from deepspace_lab.workflows.models import WorkflowEvent, WorkflowRun
 
 from ..helpers import count, make_tenant
 
@@ -56,6 +57,16 @@ def test_retention_removes_exactly_what_is_past_its_age(settings_factory: Any) -
                             finished_at=ago(finished) if finished else None))
             session.flush()
             session.add(JobEvent(job_id=job_id, event="started", attempt=1, created_at=ago(30)))
+        # workflow runs: their event logs go with the jobs' setting, by when the run ended
+        for run_id, state, finished in (("wfr_old_done", "succeeded", 15), ("wfr_old_failed", "failed", 20),
+                                        ("wfr_new_done", "succeeded", 13), ("wfr_running", "running", None)):
+            session.add(WorkflowRun(id=run_id, org_id=tenant.org_id, project_id=tenant.project_id, name="w",
+                                    definition={}, inputs={}, state=state, trace_id="t" * 32,
+                                    user_id=tenant.user_id, created_at=ago(30),
+                                    finished_at=ago(finished) if finished else None))
+            session.flush()
+            for event in ("run.started", "step.started", "step.succeeded"):
+                session.add(WorkflowEvent(run_id=run_id, org_id=tenant.org_id, event=event, created_at=ago(30)))
         session.commit()
 
     async def purge() -> dict[str, int]:
@@ -65,20 +76,24 @@ def test_retention_removes_exactly_what_is_past_its_age(settings_factory: Any) -
         finally:
             await engine.dispose()
 
-    assert asyncio.run(purge()) == {"audit_logs": 3, "usage_records": 2, "messages": 2, "jobs": 2}
+    purged = {"audit_logs": 3, "usage_records": 2, "messages": 2, "jobs": 2, "workflow_events": 6}
+    assert asyncio.run(purge()) == purged
     with db.connect() as conn:
 
         audits = sorted(d["i"] for d in Session(db).scalars(select(AuditLog.detail).where(AuditLog.kind == "test")))
         usage = sorted(r[0] for r in conn.execute(text("SELECT request_id FROM usage_records")))
         messages = sorted(r[0] for r in conn.execute(text("SELECT content FROM messages")))
         jobs = sorted(r[0] for r in conn.execute(text("SELECT id FROM jobs")))
+        logs = sorted({r[0] for r in conn.execute(text("SELECT run_id FROM workflow_events"))})
+        runs = count(db, "workflow_runs")
     assert audits == [2, 3, 4]  # the 29-, 1- and exactly 30-day-old rows
     assert usage == ["req_old_2", "req_old_3", "req_old_4"]  # pending, too young, not rolled up yet
     assert messages == ["m1"]
     assert jobs == ["job_new_done", "job_running"] and count(db, "job_events") == 2
+    assert logs == ["wfr_new_done", "wfr_running"] and runs == 4  # the runs themselves stay
     assert count(db, "transactions") == ledger_before  # the ledger is never purged
     (record,) = Session(db).scalars(select(AuditLog.detail).where(AuditLog.kind == "worker.retention"))
-    assert record["deleted"] == {"audit_logs": 3, "usage_records": 2, "messages": 2, "jobs": 2}
+    assert record["deleted"] == purged
     db.dispose()
 
 
