@@ -92,44 +92,51 @@ async def _stuck_holds(conn: Any, now: datetime) -> list[Condition]:
             for org, n, oldest in rows]
 
 
-async def _error_counts(conn: Any, since: datetime, until: datetime) -> dict[str, tuple[int, int]]:
-    errors = func.sum(case((A.c.status_code >= 400, 1), else_=0))
-    rows = (await conn.execute(select(A.c.org_id, func.count(), errors)
-                               .where(A.c.created_at >= _at(since), A.c.created_at < _at(until),
-                                      A.c.org_id.is_not(None))
-                               .group_by(A.c.org_id))).all()
-    return {org: (int(total), int(bad or 0)) for org, total, bad in rows}
+def _in(column: Any, since: datetime, until: datetime) -> Any:
+    return (column >= _at(since)) & (column < _at(until))
+
+
+def _count_if(condition: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _sum_if(condition: Any, value: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
 
 
 async def _error_spikes(conn: Any, now: datetime) -> list[Condition]:
-    hour = now - timedelta(hours=1)
-    recent, before = await _error_counts(conn, hour, now), await _error_counts(conn, hour - timedelta(days=1), hour)
+    """One pass over the 25 hours: per org, requests and errors of the last hour and of the 24
+    hours before it."""
+    hour, day = now - timedelta(hours=1), now - timedelta(hours=25)
+    recent, bad = _in(A.c.created_at, hour, now), A.c.status_code >= 400
+    rows = (await conn.execute(select(A.c.org_id, _count_if(recent), _count_if(recent & bad), _count_if(~recent),
+                                      _count_if(~recent & bad))
+                               .where(_in(A.c.created_at, day, now), A.c.org_id.is_not(None))
+                               .group_by(A.c.org_id))).all()
     found = []
-    for org, (total, bad) in recent.items():
-        rate = bad / total
-        base_total, base_bad = before.get(org, (0, 0))
-        base_rate = base_bad / base_total if base_total else 0.0
+    for org, total, errors, base_total, base_errors in rows:
+        if not total:
+            continue
+        rate = errors / total
+        base_rate = base_errors / base_total if base_total else 0.0
         if total >= ERROR_SPIKE["min_requests"] and rate >= ERROR_SPIKE["min_rate"] and (
                 rate >= ERROR_SPIKE["ratio"] * base_rate):
             found.append(Condition(f"anomaly:errors:{org}", "usage.anomaly", org, {
-                "kind": "error_rate", "requests": total, "errors": bad, "error_rate": round(rate, 4),
+                "kind": "error_rate", "requests": int(total), "errors": int(errors), "error_rate": round(rate, 4),
                 "baseline_error_rate": round(base_rate, 4), "window": "1h", "baseline_window": "24h"}))
     return found
 
 
-async def _spend(conn: Any, since: datetime, until: datetime) -> dict[str, int]:
-    rows = (await conn.execute(select(U.c.org_id, func.sum(U.c.cost_micros))
-                               .where(U.c.created_at >= _at(since), U.c.created_at < _at(until))
-                               .group_by(U.c.org_id))).all()
-    return {org: int(total or 0) for org, total in rows}
-
-
 async def _spend_spikes(conn: Any, now: datetime) -> list[Condition]:
-    hour = now - timedelta(hours=1)
-    recent, before = await _spend(conn, hour, now), await _spend(conn, hour - timedelta(days=1), hour)
+    """One pass over the 25 hours: per org, the spend of the last hour against its hourly average
+    over the 24 hours before it."""
+    hour, day = now - timedelta(hours=1), now - timedelta(hours=25)
+    recent = _in(U.c.created_at, hour, now)
+    rows = (await conn.execute(select(U.c.org_id, _sum_if(recent, U.c.cost_micros), _sum_if(~recent, U.c.cost_micros))
+                               .where(_in(U.c.created_at, day, now)).group_by(U.c.org_id))).all()
     found = []
-    for org, spent in recent.items():
-        hourly = before.get(org, 0) / 24
+    for org, spent, before in rows:
+        spent, hourly = int(spent), int(before) / 24
         if spent >= SPEND_SPIKE["min_micros"] and hourly > 0 and spent >= SPEND_SPIKE["ratio"] * hourly:
             found.append(Condition(f"anomaly:spend:{org}", "usage.anomaly", org, {
                 "kind": "spend_spike", "spent_micros": spent, "baseline_hourly_micros": round(hourly),

@@ -315,3 +315,45 @@ def test_a_spend_spike_is_an_anomaly_and_a_first_day_of_spend_is_not(admin_world
     assert [(c.org_id, c.event, c.data["kind"], c.data["spent_micros"]) for c in spikes] == [
         (w.a.id, "usage.anomaly", "spend_spike", 2_000_000)]
     assert spikes[0].data["baseline_hourly_micros"] == 100_000
+
+
+def test_an_error_rate_spike_is_an_anomaly_against_the_day_before(admin_world: AdminWorld) -> None:  # noqa: F811
+    """Request-log rows of four orgs: one whose last hour failed a third of the time against 2 % the
+    day before (a spike); one that fails as often as it did (no spike); one with too few requests
+    to judge; one whose errors are older than the 25 hours read (nothing)."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from deepspace_lab.audit.models import AuditLog
+    from deepspace_lab.db.base import utcnow
+    from deepspace_lab.jobs.alerts import current_conditions
+
+    w, now = admin_world, utcnow()
+    rows: list[dict[str, Any]] = []
+
+    def requests(org: str, count: int, errors: int, hours_ago: float) -> None:
+        rows.extend({"trace_id": "0" * 32, "kind": "gateway.request", "org_id": org, "method": "POST",
+                     "path": "/deepspace/v1/chat/completions", "status_code": 502 if i < errors else 200,
+                     "created_at": now - timedelta(hours=hours_ago)} for i in range(count))
+
+    requests("org_spike", 30, 10, 0.5)
+    requests("org_spike", 100, 2, 5)
+    requests("org_steady", 30, 10, 0.5)
+    requests("org_steady", 100, 30, 12)
+    requests("org_small", 5, 5, 0.2)
+    requests("org_old", 50, 50, 30)
+    with w.gw.db.begin() as conn:
+        conn.execute(insert(AuditLog), rows)
+
+    async def conditions() -> list[Any]:
+        engine = make_async_engine(w.gw.settings.database_url)
+        try:
+            return await current_conditions(engine, w.gw.settings, now=now)
+        finally:
+            await engine.dispose()
+
+    spikes = [c for c in asyncio.run(conditions()) if c.key.startswith("anomaly:errors:")]
+    assert [(c.org_id, c.event, c.data) for c in spikes] == [("org_spike", "usage.anomaly", {
+        "kind": "error_rate", "requests": 30, "errors": 10, "error_rate": 0.3333, "baseline_error_rate": 0.02,
+        "window": "1h", "baseline_window": "24h"})]
