@@ -89,6 +89,12 @@ class ChatController:
             self.chat.model = self.chat.models[0]
         health = await guarded(self.chat, self.client.health())
         self.chat.simulated = bool(health and health.get("upstream") == "simulated") or "simulated" in self.chat.model
+        try:  # a key without the workflows scope simply has none to offer
+            self.chat.workflows = sorted({str(w["name"]) for w in await self.client.workflows()})
+        except DeepSpaceClientError:
+            self.chat.workflows = []
+        if self.chat.workflow not in self.chat.workflows:
+            self.chat.workflow = ""
         await self.refresh_conversations()
         if self.chat.conversation_id is None and self.chat.conversations:
             await self.switch(self.chat.conversations[0]["id"])
@@ -235,9 +241,12 @@ class ChatStreamController:
             conversation_id = await self.controller.ensure_conversation()
             if conversation_id is None:
                 raise DeepSpaceClientError(self.chat.error.get("message", "no conversation"), code="no_conversation")
+            params = self.controller.params()
+            if self.chat.workflow and content is not None:  # the message starts the workflow instead
+                params["workflow"] = {"name": self.chat.workflow}
             stream = self.connection.client.stream_chat(
                 conversation_id=conversation_id, content=content, model=self.chat.model,
-                regenerate=content is None, **self.controller.params())
+                regenerate=content is None, **params)
             async with stream:
                 self.request_id = reply.request_id = stream.request_id
                 if self._stop_requested and self.request_id:

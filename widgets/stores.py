@@ -36,6 +36,9 @@ class ChatStore(HasTraits):
     temperature = Float(None, allow_none=True)
     max_tokens = Int(None, allow_none=True)
     system_prompt = Unicode("")
+    #: the project's workflow names, and the one a message runs instead of the model ("": none)
+    workflows: List[str] = List()
+    workflow = Unicode("")
     streaming = Bool(False)
     #: the hold of the next send (micro-credits), None when unknown
     estimate_micros = Int(None, allow_none=True)

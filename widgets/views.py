@@ -153,6 +153,8 @@ class ChatView(Rendering, w.VBox):  # type: ignore[misc]
                                            layout=w.Layout(width="200px"))
         self.system = w.Textarea(description=t("system_prompt"), continuous_update=False, style=wide,
                                  layout=w.Layout(width="100%"))
+        self.workflow = w.Dropdown(description=t("workflow"), options=[(t("no_workflow"), "")], value="",
+                                   style=wide)
         self.conversation = w.Dropdown(description=t("conversation"), options=[], style=wide)
         self.title = w.Text(placeholder=t("rename"))
         buttons = {name: w.Button(description=t(name), layout=w.Layout(width="auto", min_width="90px"))
@@ -171,7 +173,8 @@ class ChatView(Rendering, w.VBox):  # type: ignore[misc]
         self.use_cell.layout.width = self.use_error.layout.width = "auto"
         context = w.HBox([w.Label(t("context") + ":"), self.use_cell, self.use_error, self.variables])
         super().__init__(children=[
-            w.HTML(STYLE), self.simulated, w.HBox([self.model, self.temperature, self.max_tokens]), self.system,
+            w.HTML(STYLE), self.simulated, w.HBox([self.model, self.temperature, self.max_tokens, self.workflow]),
+            self.system,
             w.HBox([self.conversation, *buttons.values(), self.title], layout=w.Layout(flex_flow="row wrap")),
             self.messages, self.code_out, self.insert_js,
             self.error, self.low_balance, context, self.prompt])
@@ -187,10 +190,11 @@ class ChatView(Rendering, w.VBox):  # type: ignore[misc]
         self.buttons["regenerate"].on_click(on_loop(lambda _b: self.stream.regenerate()))
         self.conversation.observe(self._switched, names="value")
         for widget, name in ((self.model, "model"), (self.temperature, "temperature"),
-                             (self.max_tokens, "max_tokens"), (self.system, "system_prompt")):
+                             (self.max_tokens, "max_tokens"), (self.system, "system_prompt"),
+                             (self.workflow, "workflow")):
             widget.observe(self._user_set(name), names="value")
         chat.observe(self.render, names=["models", "model", "conversations", "conversation_id", "error", "simulated",
-                                         "streaming", "system_prompt"])
+                                         "streaming", "system_prompt", "workflows", "workflow"])
         self.billing.observe(self.render, names=["low_balance", "wallet"])
         chat.temperature, chat.max_tokens = self.temperature.value, self.max_tokens.value
 
@@ -240,6 +244,8 @@ class ChatView(Rendering, w.VBox):  # type: ignore[misc]
             if chat.conversation_id in {c["id"] for c in chat.conversations}:
                 self.conversation.value = chat.conversation_id
             self.system.value = chat.system_prompt
+            self.workflow.options = [(t("no_workflow"), ""), *((name, name) for name in chat.workflows)]
+            self.workflow.value = chat.workflow if chat.workflow in chat.workflows else ""
             self.error.value = error_html(chat.error, t)
             available = self.billing.wallet.get("available_micros")
             warning = t("low_balance", available=credits(available))

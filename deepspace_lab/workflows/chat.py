@@ -6,7 +6,9 @@ checked with the body, :mod:`deepspace_lab.pipeline.product`). A request without
 through untouched. With it, the step
 
 - finds the workflow in the caller's org (by id, or by name in the caller's project) and the
-  version (default: the latest) — else 404 ``workflow_not_found``; checks that the caller may
+  version (default: the latest) — else 404 ``workflow_not_found``; a workflow that declares an
+  input named ``message`` gets the request's ``content`` there unless ``inputs`` sets it (so a
+  chat message can start it with nothing else); checks that the caller may
   start runs (the ``workflows`` action: a key needs the ``workflows`` scope, so a run's own key,
   scope ``chat``, cannot start another) and the inputs against the definition (400
   ``invalid_workflow_inputs`` naming ``workflow.inputs.<name>``) — all before anything starts;
@@ -60,8 +62,9 @@ class WorkflowChatStep(BaseStep):
     name = "workflow"
 
     async def __call__(self, ctx: RequestContext, call_next: Next) -> None:
-        ref = ctx.chat.workflow if ctx.chat is not None else None
-        if ref is None:
+        chat = ctx.chat
+        ref = chat.workflow if chat is not None else None
+        if chat is None or ref is None:
             await call_next(ctx)
             return
         principal = ctx.principal
@@ -72,8 +75,11 @@ class WorkflowChatStep(BaseStep):
             raise ServiceUnavailable("this gateway has no Worker queue to run workflows on", code="no_worker_queue")
         async with services.engine.connect() as conn:
             workflow, version = await _resolve(conn, org_id=principal.org_id, project_id=principal.project_id, ref=ref)
+        given = dict(ref.get("inputs") or {})
+        if "message" in (version["definition"].get("inputs") or {}) and "message" not in given:
+            given["message"] = chat.last_user_text()  # the chat's words are the run's `message`
         try:
-            inputs = check_inputs(version["definition"], ref.get("inputs") or {})
+            inputs = check_inputs(version["definition"], given)
         except WorkflowDefinitionError as exc:
             raise InvalidRequest(str(exc), code="invalid_workflow_inputs", param=f"workflow.{exc.field}") from None
         queue = services.job_queue()

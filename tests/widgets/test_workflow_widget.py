@@ -137,3 +137,50 @@ def test_the_steps_table_colours_states_and_escapes_what_a_step_reports() -> Non
     assert html.count("class='ds-state ds-state-failed'") == 1 and html.count("ds-state-succeeded") == 1
     assert "<script>" not in html and "&lt;script&gt;" in html and "<td style='padding: 2px 8px'>&lt;b&gt;</td>" in html
     assert "<td style='padding: 2px 8px'>1.5</td>" in html  # seconds
+
+
+def test_the_chat_view_runs_a_chosen_workflow_on_the_message(flows: Flows, worker: Any) -> None:
+    """The chat's workflow picker lists the project's workflows; with one chosen, a message starts
+    it (its `message` input is what was typed), the run's progress shows as the reply's steps and
+    its result is the reply; back on "none" the model answers again."""
+    from .test_workbench import bench
+
+    source = f"""name: ask-flow
+inputs:
+  message: {{type: string}}
+steps:
+  - id: answer
+    kind: llm
+    model: {MODEL}
+    prompt: "Answer {{{{ inputs.message }}}} [sim:tokens=3]"
+"""
+
+    key = flows.api_key("chat", "workflows")
+
+    async def scenario() -> None:
+        wb = bench(flows.gw, key)
+        await wb.connection.client.save_workflow(source)
+        await wb.load()
+        chat, view = wb.chat_store, wb.chat_view
+        assert chat.workflows == ["ask-flow"] and view.workflow.value == ""
+        assert [label for label, _ in view.workflow.options] == ["none: the model answers", "ask-flow"]
+        view.workflow.value = "ask-flow"  # the user picks it
+        assert chat.workflow == "ask-flow"
+        view.prompt.input.value = "why tides"
+        view.prompt.send_button.click()
+        await wb.chat_stream.task
+        user, reply = chat.messages
+        (run,) = (await wb.connection.client.workflow_runs())["data"]
+        assert user.content == "why tides" and run["inputs"] == {"message": "why tides"}
+        assert run["state"] == "succeeded" and reply.status == "done"
+        assert reply.steps and {s["kind"] for s in reply.steps} == {"thought"}
+        assert run["id"] in str(reply.steps[0]["content"])  # the run's progress, as thoughts
+        assert reply.content.startswith("[simulated]") and len(reply.content.split()) == 3  # its result
+        view.workflow.value = ""  # none: the model answers
+        view.prompt.input.value = "and now? [sim:tokens=2]"
+        view.prompt.send_button.click()
+        await wb.chat_stream.task
+        assert len((await wb.connection.client.workflow_runs())["data"]) == 1
+        assert len(chat.messages[-1].content.split()) == 2
+
+    asyncio.run(scenario())

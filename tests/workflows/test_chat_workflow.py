@@ -107,3 +107,25 @@ def test_stop_cancels_the_run_and_bad_requests_are_refused_before_it_starts(flow
     assert (caught.value.status, caught.value.code) == (404, "workflow_not_found")
     assert len(client.workflow_runs()["data"]) == started  # nothing started
     assert all(r["cost_micros"] == 0 for r in usage_rows(flows.gw))  # and nothing billed
+
+
+def test_a_workflow_with_a_message_input_takes_the_chat_message(flows: Flows, client: Any, worker: Any) -> None:
+    """A workflow declaring ``message`` gets the request's content there; an explicit
+    ``inputs.message`` wins."""
+    client.save_workflow(f"""name: ask
+inputs:
+  message: {{type: string}}
+steps:
+  - id: answer
+    kind: llm
+    model: {MODEL}
+    prompt: "Answer {{{{ inputs.message }}}} [sim:tokens=2]"
+""")
+    conv = client.create_conversation()["id"]
+    for workflow, expected in (({"name": "ask"}, "what is a tide"),
+                               ({"name": "ask", "inputs": {"message": "given"}}, "given")):
+        with client.stream_chat(conversation_id=conv, content="what is a tide", model=MODEL,
+                                workflow=workflow) as stream:
+            thoughts = [e.data for e in stream if e.event == "thought"]
+        run = client.workflow_run(thoughts[0]["workflow_run_id"])
+        assert run["inputs"] == {"message": expected} and run["state"] == "succeeded"
