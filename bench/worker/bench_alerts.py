@@ -21,20 +21,16 @@ import json
 import os
 import secrets
 import statistics
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
-import psycopg
+from _scratch import scratch_database, spread_sql
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from deepspace_lab.auth import create_org, create_user
 from deepspace_lab.config import Settings
 from deepspace_lab.db import make_async_engine, make_sessionmaker, make_sync_engine
 from deepspace_lab.db.base import utcnow
-from deepspace_lab.db.migrate import upgrade
 from deepspace_lab.jobs.alerts import current_conditions
 
 SPAN_S = 25 * 3600
@@ -63,12 +59,7 @@ def generate(url: str, rows: int, orgs: int) -> float:
     with engine.begin() as conn:
         conn.execute(text("CREATE TEMPORARY TABLE bench_orgs (k INTEGER PRIMARY KEY, org_id TEXT)"))
         conn.execute(text("INSERT INTO bench_orgs VALUES (:k, :o)"), [{"k": k, "o": o} for k, o in enumerate(ids)])
-        if conn.dialect.name == "postgresql":
-            series = "SELECT generate_series(0, :n - 1) AS i"
-            at = "(CAST(:start AS timestamptz) + make_interval(secs => (s.i::bigint * :span) / :n))"
-        else:
-            series = "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < :n) SELECT i FROM s"
-            at = "strftime('%Y-%m-%d %H:%M:%S', :start_naive, '+' || ((s.i * :span) / :n) || ' seconds') || '.000000'"
+        series, at = spread_sql(conn.dialect.name)
         params = {"n": rows, "span": SPAN_S, "start": start, "start_naive": start.strftime("%Y-%m-%d %H:%M:%S")}
         conn.execute(text(
             f"INSERT INTO audit_logs (trace_id, kind, org_id, method, path, status_code, created_at) "
@@ -126,17 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     out = []
     for backend in args.backends.split(","):
-        created = None
-        if backend == "sqlite":
-            url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='bench-alerts-')) / 'deepspace.db'}"
-        else:
-            created = f"bench_alerts_{secrets.token_hex(4)}"
-            admin = make_url(args.pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{created}"')
-            url = make_url(args.pg_url).set(database=created).render_as_string(hide_password=False)
-        try:
-            upgrade(url)
+        with scratch_database(backend, args.pg_url, "bench-alerts") as url:
             gen_s = generate(url, args.rows, args.orgs)
             pass_s, floor_s, found = asyncio.run(timed(url, args.repeat))
             result = {"backend": backend, "rows_per_table": args.rows, "orgs": args.orgs,
@@ -145,10 +126,6 @@ def main() -> None:
                       "conditions": found, "load_average": os.getloadavg()[0]}
             print(json.dumps(result), flush=True)
             out.append(result)
-        finally:
-            if created:
-                with psycopg.connect(admin, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
     print("\n| database | rows per table (25 h) | alert pass | count(*) of the same rows | ratio |")
     print("|---|---|---|---|---|")
     for r in out:

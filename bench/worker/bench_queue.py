@@ -31,13 +31,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from _scratch import scratch_database
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from deepspace_lab.config import Settings
 from deepspace_lab.db import make_async_engine, make_sync_engine
-from deepspace_lab.db.migrate import upgrade
 from deepspace_lab.db.rawpool import conninfo_of
 from deepspace_lab.jobs import JobQueue, submit_job
 
@@ -179,33 +177,21 @@ def main() -> None:
     for backend in args.backends.split(","):
         tmp = Path(tempfile.mkdtemp(prefix=f"bench-worker-{backend}-"))
         queue = f"bench_{secrets.token_hex(4)}"
-        created_db = None
-        if backend == "sqlite":
-            db_url = f"sqlite:///{tmp / 'deepspace.db'}"
-        else:
-            created_db = f"bench_worker_{secrets.token_hex(4)}"
-            admin = make_url(args.pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{created_db}"')
-            db_url = make_url(args.pg_url).set(database=created_db).render_as_string(hide_password=False)
-        upgrade(db_url)
-        extra = {"redis_url": args.redis_url} if backend == "redis" else {}
-        settings = Settings.from_env({"data_dir": str(tmp), "database_url": db_url, "secret_key": "bench" * 8,
-                                      "worker_queue": queue, "worker_backend": backend, **extra}, environ={})
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("DEEPSPACE_")},
-               "DEEPSPACE_DATA_DIR": str(tmp), "DEEPSPACE_DATABASE_URL": db_url, "DEEPSPACE_SECRET_KEY": "bench" * 8,
-               "DEEPSPACE_WORKER_QUEUE": queue, "DEEPSPACE_WORKER_BACKEND": backend, "DEEPSPACE_LOG_LEVEL": "WARNING",
-               **({"DEEPSPACE_REDIS_URL": args.redis_url} if backend == "redis" else {})}
-        raw_env = {"RAW_BACKEND": backend, "RAW_QUEUE": queue + "_raw", "RAW_REDIS_URL": args.redis_url,
-                   "RAW_PG_DSN": conninfo_of(db_url), "RAW_SQLITE_FILE": str(tmp / "raw-queue.sqlite"),
-                   "RAW_OUT": str(tmp / "raw.out")}
-        try:
+        with scratch_database("sqlite" if backend == "sqlite" else "postgresql", args.pg_url, "bench-worker",
+                              folder=tmp) as db_url:
+            extra = {"redis_url": args.redis_url} if backend == "redis" else {}
+            settings = Settings.from_env({"data_dir": str(tmp), "database_url": db_url, "secret_key": "bench" * 8,
+                                          "worker_queue": queue, "worker_backend": backend, **extra}, environ={})
+            env = {**{k: v for k, v in os.environ.items() if not k.startswith("DEEPSPACE_")},
+                   "DEEPSPACE_DATA_DIR": str(tmp), "DEEPSPACE_DATABASE_URL": db_url,
+                   "DEEPSPACE_SECRET_KEY": "bench" * 8, "DEEPSPACE_WORKER_QUEUE": queue,
+                   "DEEPSPACE_WORKER_BACKEND": backend, "DEEPSPACE_LOG_LEVEL": "WARNING",
+                   **({"DEEPSPACE_REDIS_URL": args.redis_url} if backend == "redis" else {})}
+            raw_env = {"RAW_BACKEND": backend, "RAW_QUEUE": queue + "_raw", "RAW_REDIS_URL": args.redis_url,
+                       "RAW_PG_DSN": conninfo_of(db_url), "RAW_SQLITE_FILE": str(tmp / "raw-queue.sqlite"),
+                       "RAW_OUT": str(tmp / "raw.out")}
             ours = bench_ours(settings, env, args.jobs)
             raw = bench_raw(raw_env, args.jobs)
-        finally:
-            if created_db:
-                with psycopg.connect(admin, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{created_db}" WITH (FORCE)')
         results[backend] = {"ours": ours, "huey": raw}
         print(json.dumps({"backend": backend, "jobs": args.jobs, "ours": ours, "huey": raw}), flush=True)
     print("\n| queue | enqueue→start p50 / p95 (ours) | (bare Huey) | jobs/s (ours) | (bare Huey) | ratio jobs/s |")

@@ -20,20 +20,16 @@ import asyncio
 import json
 import os
 import secrets
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import psycopg
+from _scratch import scratch_database, spread_sql
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from deepspace_lab.auth import create_org, create_project, create_user
 from deepspace_lab.billing.rollups import roll_up_due
 from deepspace_lab.db import make_async_engine, make_sessionmaker, make_sync_engine
-from deepspace_lab.db.migrate import upgrade
 
 ORGS, PROJECTS, MODELS = 20, 3, 4
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -66,13 +62,7 @@ def generate(url: str, rows: int, days: int) -> float:
         conn.execute(text("CREATE TEMPORARY TABLE bench_pairs (k INTEGER PRIMARY KEY, org_id TEXT, project_id TEXT)"))
         conn.execute(text("INSERT INTO bench_pairs VALUES (:k, :o, :p)"),
                      [{"k": k, "o": o, "p": p} for k, (o, p) in enumerate(pairs)])
-        if conn.dialect.name == "postgresql":
-            series = "SELECT generate_series(0, :n - 1) AS i"
-            at = "(CAST(:start AS timestamptz) + make_interval(secs => (s.i::bigint * :span) / :n))"
-        else:
-            series = "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < :n) SELECT i FROM s"
-            # the text form SQLAlchemy writes (microseconds always six digits), so that comparisons hold
-            at = "strftime('%Y-%m-%d %H:%M:%S', :start_naive, '+' || ((s.i * :span) / :n) || ' seconds') || '.000000'"
+        series, at = spread_sql(conn.dialect.name)
         source = f"({series})"
         conn.execute(text(
             f"INSERT INTO usage_records (request_id, trace_id, org_id, project_id, model, prompt_tokens, "
@@ -135,17 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     out = []
     for backend in args.backends.split(","):
-        created = None
-        if backend == "sqlite":
-            url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='bench-rollups-')) / 'deepspace.db'}"
-        else:
-            created = f"bench_rollups_{secrets.token_hex(4)}"
-            admin = make_url(args.pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{created}"')
-            url = make_url(args.pg_url).set(database=created).render_as_string(hide_password=False)
-        try:
-            upgrade(url)
+        with scratch_database(backend, args.pg_url, "bench-rollups") as url:
             gen_s = generate(url, args.rows, args.days)
             base_s, groups = baseline(url)
             first_s, report, again_s = asyncio.run(rollup(url, args.days))
@@ -155,10 +135,6 @@ def main() -> None:
                       "ratio_rollup_to_baseline": round(first_s / base_s, 1), "report": report}
             print(json.dumps(result), flush=True)
             out.append(result)
-        finally:
-            if created:
-                with psycopg.connect(admin, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
     print("\n| database | rows | roll-up from nothing | periods built (hours, days) | again (nothing due) |"
           " one GROUP BY over all rows | ratio |")
     print("|---|---|---|---|---|---|---|")
