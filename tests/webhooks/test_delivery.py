@@ -280,6 +280,20 @@ def test_a_delivery_connects_to_the_address_it_checked(receiver: Receiver,  # no
     assert (code, final) == (None, False) and error == "could not resolve the receiver's host"
 
 
+def _conditions(w: AdminWorld, now: Any) -> list[Any]:
+    """What the minute alert pass finds at ``now``."""
+    from deepspace_lab.jobs.alerts import current_conditions
+
+    async def find() -> list[Any]:
+        engine = make_async_engine(w.gw.settings.database_url)
+        try:
+            return await current_conditions(engine, w.gw.settings, now=now)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(find())
+
+
 def test_a_spend_spike_is_an_anomaly_and_a_first_day_of_spend_is_not(admin_world: AdminWorld) -> None:  # noqa: F811
     """Org a spent 24 x 0.1 credit over the day before and 2 credits in the last hour (20x its
     hourly average): a spike. Org b spent 5 credits in the last hour and nothing before: no
@@ -290,7 +304,6 @@ def test_a_spend_spike_is_an_anomaly_and_a_first_day_of_spend_is_not(admin_world
 
     from deepspace_lab.billing.models import UsageRecord
     from deepspace_lab.db.base import utcnow
-    from deepspace_lab.jobs.alerts import current_conditions
 
     w, now = admin_world, utcnow()
 
@@ -304,14 +317,7 @@ def test_a_spend_spike_is_an_anomaly_and_a_first_day_of_spend_is_not(admin_world
     with w.gw.db.begin() as conn:
         conn.execute(insert(UsageRecord), rows)
 
-    async def conditions() -> list[Any]:
-        engine = make_async_engine(w.gw.settings.database_url)
-        try:
-            return await current_conditions(engine, w.gw.settings, now=now)
-        finally:
-            await engine.dispose()
-
-    spikes = [c for c in asyncio.run(conditions()) if c.key.startswith("anomaly:spend:")]
+    spikes = [c for c in _conditions(w, now) if c.key.startswith("anomaly:spend:")]
     assert [(c.org_id, c.event, c.data["kind"], c.data["spent_micros"]) for c in spikes] == [
         (w.a.id, "usage.anomaly", "spend_spike", 2_000_000)]
     assert spikes[0].data["baseline_hourly_micros"] == 100_000
@@ -327,7 +333,6 @@ def test_an_error_rate_spike_is_an_anomaly_against_the_day_before(admin_world: A
 
     from deepspace_lab.audit.models import AuditLog
     from deepspace_lab.db.base import utcnow
-    from deepspace_lab.jobs.alerts import current_conditions
 
     w, now = admin_world, utcnow()
     rows: list[dict[str, Any]] = []
@@ -346,14 +351,7 @@ def test_an_error_rate_spike_is_an_anomaly_against_the_day_before(admin_world: A
     with w.gw.db.begin() as conn:
         conn.execute(insert(AuditLog), rows)
 
-    async def conditions() -> list[Any]:
-        engine = make_async_engine(w.gw.settings.database_url)
-        try:
-            return await current_conditions(engine, w.gw.settings, now=now)
-        finally:
-            await engine.dispose()
-
-    spikes = [c for c in asyncio.run(conditions()) if c.key.startswith("anomaly:errors:")]
+    spikes = [c for c in _conditions(w, now) if c.key.startswith("anomaly:errors:")]
     assert [(c.org_id, c.event, c.data) for c in spikes] == [("org_spike", "usage.anomaly", {
         "kind": "error_rate", "requests": 30, "errors": 10, "error_rate": 0.3333, "baseline_error_rate": 0.02,
         "window": "1h", "baseline_window": "24h"})]

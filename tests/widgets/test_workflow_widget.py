@@ -143,23 +143,14 @@ def test_the_chat_view_runs_a_chosen_workflow_on_the_message(flows: Flows, worke
     """The chat's workflow picker lists the project's workflows; with one chosen, a message starts
     it (its `message` input is what was typed), the run's progress shows as the reply's steps and
     its result is the reply; back on "none" the model answers again."""
+    from ..workflows.test_chat_workflow import ASK_SOURCE
     from .test_workbench import bench
-
-    source = f"""name: ask-flow
-inputs:
-  message: {{type: string}}
-steps:
-  - id: answer
-    kind: llm
-    model: {MODEL}
-    prompt: "Answer {{{{ inputs.message }}}} [sim:tokens=3]"
-"""
 
     key = flows.api_key("chat", "workflows")
 
     async def scenario() -> None:
         wb = bench(flows.gw, key)
-        await wb.connection.client.save_workflow(source)
+        await wb.connection.client.save_workflow(ASK_SOURCE)
         await wb.load()
         chat, view = wb.chat_store, wb.chat_view
         assert chat.workflows == ["ask-flow"] and view.workflow.value == ""

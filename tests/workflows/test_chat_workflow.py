@@ -17,6 +17,17 @@ from .test_engine_api import SOURCE as API_SOURCE
 SOURCE = (API_SOURCE.replace("name: api-flow", "name: chat-flow")
           .replace("Write about {{ inputs.topic }}", "Write about {{ inputs.topic }} [sim:tokens=5]"))
 
+#: a workflow that takes a chat message (its ``message`` input) and answers it in 3 words
+ASK_SOURCE = f"""name: ask-flow
+inputs:
+  message: {{type: string}}
+steps:
+  - id: answer
+    kind: llm
+    model: {MODEL}
+    prompt: "Answer {{{{ inputs.message }}}} [sim:tokens=3]"
+"""
+
 
 @pytest.fixture
 def client(flows: Flows) -> Any:
@@ -112,18 +123,10 @@ def test_stop_cancels_the_run_and_bad_requests_are_refused_before_it_starts(flow
 def test_a_workflow_with_a_message_input_takes_the_chat_message(flows: Flows, client: Any, worker: Any) -> None:
     """A workflow declaring ``message`` gets the request's content there; an explicit
     ``inputs.message`` wins."""
-    client.save_workflow(f"""name: ask
-inputs:
-  message: {{type: string}}
-steps:
-  - id: answer
-    kind: llm
-    model: {MODEL}
-    prompt: "Answer {{{{ inputs.message }}}} [sim:tokens=2]"
-""")
+    client.save_workflow(ASK_SOURCE)
     conv = client.create_conversation()["id"]
-    for workflow, expected in (({"name": "ask"}, "what is a tide"),
-                               ({"name": "ask", "inputs": {"message": "given"}}, "given")):
+    for workflow, expected in (({"name": "ask-flow"}, "what is a tide"),
+                               ({"name": "ask-flow", "inputs": {"message": "given"}}, "given")):
         with client.stream_chat(conversation_id=conv, content="what is a tide", model=MODEL,
                                 workflow=workflow) as stream:
             thoughts = [e.data for e in stream if e.event == "thought"]
