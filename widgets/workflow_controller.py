@@ -14,6 +14,7 @@ client. It writes :class:`~.stores.WorkflowStore`; the view observes it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,9 @@ class WorkflowController:
         await self._name_artifacts(run)
 
     async def _name_artifacts(self, run: dict[str, Any]) -> None:
+        """Name the run's new artifacts through the files API; the store changes once per poll."""
         known = {a["id"] for a in self.store.artifacts}
+        named = []
         for step in run.get("steps") or []:
             for file_id in step.get("artifacts") or []:
                 if file_id in known:
@@ -177,24 +180,34 @@ class WorkflowController:
                 info = await guarded(self.store, self.client.file(file_id))
                 if info is not None:
                     known.add(file_id)
-                    self.store.artifacts = [*self.store.artifacts, {
-                        "id": file_id, "name": info["name"], "size_bytes": info.get("size_bytes"),
-                        "step_id": step["step_id"], "path": None}]
+                    named.append({"id": file_id, "name": info["name"], "size_bytes": info.get("size_bytes"),
+                                  "step_id": step["step_id"], "path": None})
+        if named:
+            self.store.artifacts = [*self.store.artifacts, *named]
 
     async def download(self, file_id: str) -> Path | None:
         """Fetch an artifact of the open run into ``download_dir/<run id>/<its name>``."""
         artifact = next((a for a in self.store.artifacts if a["id"] == file_id), None)
         if artifact is None or self.store.run_id is None:
             return None
-        data = await guarded(self.store, self.client.file_content(file_id))
-        if data is None:
-            return None
         path = self.download_dir / self.store.run_id / Path(artifact["name"]).name
-        await asyncio.to_thread(_write, path, data)
+        if await guarded(self.store, _save(self.client.file_chunks(file_id), path)) is None:
+            return None
         self.store.artifacts = [{**a, "path": str(path)} if a["id"] == file_id else a for a in self.store.artifacts]
         return path
 
 
-def _write(path: Path, data: bytes) -> None:
+async def _save(chunks: AsyncIterator[bytes], path: Path) -> Path:
+    """Write the pieces into ``path`` as they arrive (a large artifact is never held whole); a
+    failure part-way leaves no file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    part = path.with_name(path.name + ".part")
+    try:
+        with part.open("wb") as out:
+            async for chunk in chunks:
+                await asyncio.to_thread(out.write, chunk)
+        part.replace(path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return path

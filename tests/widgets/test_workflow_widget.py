@@ -175,3 +175,22 @@ def test_the_chat_view_runs_a_chosen_workflow_on_the_message(flows: Flows, worke
         assert len(chat.messages[-1].content.split()) == 2
 
     asyncio.run(scenario())
+
+
+def test_an_artifact_is_saved_as_it_arrives_and_a_failed_download_leaves_no_file(tmp_path: Path) -> None:
+    from collections.abc import AsyncIterator
+
+    from deepspace_lab.client import ConnectionFailed
+    from deepspace_lab.widgets.workflow_controller import _save
+
+    async def pieces(fail: bool) -> AsyncIterator[bytes]:
+        yield b"first "
+        if fail:
+            raise ConnectionFailed("the Gateway went away", code="connection_error")
+        yield b"second"
+
+    target = tmp_path / "run_1" / "report.ipynb"
+    with pytest.raises(ConnectionFailed):
+        asyncio.run(_save(pieces(fail=True), target))
+    assert list(target.parent.iterdir()) == []  # neither the file nor its .part
+    assert asyncio.run(_save(pieces(fail=False), target)) == target and target.read_bytes() == b"first second"
