@@ -23,6 +23,7 @@ from deepspace_lab.errors import DeepSpaceError, InvalidRequest, NotFound
 from deepspace_lab.simulator.engine import (
     CATALOG_CREATED,
     OWNED_BY,
+    SAMPLING_PARAMS,
     SIMULATED_MODELS,
     Directives,
     completion_body,
@@ -108,7 +109,8 @@ class ChatCompletionsHandler(SimulatorHandler):
         if directives.error is not None:
             self.write_json(simulated_error_body(directives.error), status=directives.error)
             return
-        reply = plan_reply(model, messages, max_tokens=max_tokens, directives=directives)
+        sampling = {name: body[name] for name in SAMPLING_PARAMS if body.get(name) is not None}
+        reply = plan_reply(model, messages, max_tokens=max_tokens, directives=directives, sampling=sampling)
         completion_id, created = new_completion_id(model, messages), int(time.time())
         if not body.get("stream"):
             if directives.fail_after is not None:

@@ -44,6 +44,10 @@ directive                   effect
 ``code``                    end the reply with a fixed fenced Python block (one token per
                             line, quotes, backslashes and ``</script>`` in it), inside the
                             ``tokens`` length; for "insert code" in the workbench
+``params``                  begin the reply with the request's sampling parameters as
+                            ``name=value`` words (``temperature``, ``top_p``, ``max_tokens``,
+                            ``seed``, the penalties: those it set), inside the ``tokens``
+                            length; so a test sees what reached the model
 ==========================  ================================================================
 
 Example: ``"Summarise this [sim:tokens=5] [sim:fail_after=2]"`` streams ``[simulated]`` and

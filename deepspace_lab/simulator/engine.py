@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -94,7 +95,11 @@ class Directives:
     no_usage: bool = False
     finish: str | None = None
     code: bool = False
+    params: bool = False
 
+
+#: the request's sampling parameters the ``params`` directive reports, in this order
+SAMPLING_PARAMS = ("temperature", "top_p", "max_tokens", "seed", "presence_penalty", "frequency_penalty")
 
 _FIELD_NAMES = frozenset(f.name for f in fields(Directives))
 
@@ -115,7 +120,7 @@ def message_text(message: Mapping[str, Any]) -> str:
 
 def _convert(key: str, raw: str | None) -> Any:
     """Turn one directive value into its typed form; raises ValueError when malformed."""
-    if key in ("no_usage", "code"):
+    if key in ("no_usage", "code", "params"):
         return raw is None or raw.strip().lower() not in _FALSE_VALUES
     if raw is None or raw == "":
         raise ValueError("a value is required")
@@ -209,20 +214,25 @@ def plan_reply(
     *,
     max_tokens: int | None,
     directives: Directives,
+    sampling: Mapping[str, Any] | None = None,
 ) -> Reply:
     """The deterministic reply to ``messages``: same model and messages, same reply.
 
     The reply is ``directives.tokens`` tokens long (the ``[simulated]`` marker counts as
     one), cut to ``max_tokens`` with finish reason ``"length"`` when that is smaller.
-    ``directives.finish`` overrides the finish reason.
+    ``directives.finish`` overrides the finish reason. With ``directives.params`` the first
+    words are the request's ``sampling`` parameters as ``name=value`` (those it set, in
+    :data:`SAMPLING_PARAMS` order), so a test sees what reached the model.
     """
     wanted = directives.tokens
     finish_reason = "stop"
     if max_tokens is not None and max_tokens < wanted:
         wanted, finish_reason = max_tokens, "length"
     code = list(SIMULATED_CODE_LINES) if directives.code else []
-    words = _words(_seed(model, messages), max(wanted - 1 - len(code), 0))
-    tokens = (([SIMULATED_MARKER] if wanted > 0 else []) + [f" {word}" for word in words] + code)[:wanted]
+    said = [f" {name}={json.dumps((sampling or {})[name])}" for name in SAMPLING_PARAMS
+            if directives.params and name in (sampling or {})]
+    words = _words(_seed(model, messages), max(wanted - 1 - len(said) - len(code), 0))
+    tokens = (([SIMULATED_MARKER] if wanted > 0 else []) + said + [f" {word}" for word in words] + code)[:wanted]
     return Reply(
         tokens=tokens,
         prompt_tokens=sum(count_tokens(message_text(m)) for m in messages),

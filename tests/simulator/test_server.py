@@ -284,3 +284,12 @@ def test_unknown_route_is_an_openai_shaped_404(http: httpx.Client) -> None:
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "unknown_url"
     assert response.headers["X-DeepSpace-Simulated"] == "true"
+
+
+def test_params_directive_says_what_sampling_parameters_reached_the_model(sdk: OpenAI) -> None:
+    answer = sdk.chat.completions.create(model=MODEL, temperature=0.3, max_tokens=9, seed=7,
+                                         messages=[{"role": "user", "content": "hi [sim:params] [sim:tokens=8]"}])
+    words = (answer.choices[0].message.content or "").split()
+    assert words[:4] == ["[simulated]", "temperature=0.3", "max_tokens=9", "seed=7"] and len(words) == 8
+    plain = sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi [sim:params]"}])
+    assert "=" not in (plain.choices[0].message.content or "")  # nothing set: nothing said

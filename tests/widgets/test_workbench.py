@@ -486,6 +486,23 @@ def test_the_chosen_max_tokens_and_notebook_context_reach_the_model(gateway: Gat
     assert reply.usage["completion_tokens"] == 4 and len(reply.content.split()) == 4  # max tokens cut it
 
 
+def test_the_chosen_temperature_reaches_the_model(gateway: Gateway) -> None:
+    """The simulator's ``params`` directive says what sampling parameters it received."""
+    async def scenario() -> str:
+        wb = bench(gateway)
+        await wb.load()
+        view = wb.chat_view
+        view.temperature.value = 0.3
+        view.max_tokens.value = 40
+        view.prompt.input.value = "what reached you? [sim:params] [sim:tokens=6]"
+        view.prompt.send_button.click()
+        await wb.chat_stream.task
+        return wb.chat_store.messages[-1].content
+
+    words = run(scenario()).split()
+    assert words[:3] == ["[simulated]", "temperature=0.3", "max_tokens=40"]
+
+
 def test_the_language_comes_from_the_setting_else_the_locale(monkeypatch: pytest.MonkeyPatch) -> None:
     import locale
 
