@@ -35,7 +35,8 @@ from ..billing.models import BUDGET_PERIODS, Budget, BudgetCounter, Hold, UsageR
 from ..config import Settings
 from ..db.base import utcnow
 from ..observe._query import at as _at
-from ..webhooks.models import WebhookAlert
+from ..tracing import new_trace_id
+from ..webhooks.models import RECONCILE_ALERT_KEY, WebhookAlert
 from .queue import JobQueue
 from .webhooks import publish_event
 
@@ -194,12 +195,20 @@ async def check_alerts(engine: AsyncEngine, queue: JobQueue, settings: Settings,
                              prefixes=PASS_PREFIXES)
 
 
-RECONCILE_KEY = "anomaly:reconcile"
+RECONCILE_KEY = RECONCILE_ALERT_KEY
 
 
 async def reconciliation_alert(engine: AsyncEngine, queue: JobQueue, problems: list[dict[str, Any]]) -> dict[str, Any]:
     """After a reconcile that found broken invariants: one ``usage.anomaly`` to the global hooks
-    (once, until a reconcile finds none: :func:`clear_alerts` with :data:`RECONCILE_KEY`)."""
+    (once, until a reconcile finds none: :func:`clear_alerts` with :data:`RECONCILE_KEY`). When
+    it first fires, the findings go on record as a ``worker.reconcile`` audit row, which the
+    admin overview shows while the alert stands."""
     found = Condition(RECONCILE_KEY, "usage.anomaly", None,
                       {"kind": "reconciliation", "problems": len(problems), "first": problems[:5]})
-    return await sync_alerts(engine, queue, [found], prefixes=(RECONCILE_KEY,))
+    outcome = await sync_alerts(engine, queue, [found], prefixes=(RECONCILE_KEY,))
+    if outcome["fired"]:
+        async with engine.begin() as conn:
+            await conn.execute(insert(A).values(
+                trace_id=new_trace_id(), kind="worker.reconcile", actor="worker:reconcile", created_at=utcnow(),
+                detail={"ok": False, "problems": problems[:20], "problem_count": len(problems)}))
+    return outcome

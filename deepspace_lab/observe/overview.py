@@ -8,8 +8,9 @@ Everything is a small aggregate in the database; no rows are loaded to be summed
 - Errors are requests answered with a status >= 400, counted from ``audit_logs`` (a partial
   index holds only those rows, so the count reads the errors alone).
 - Anomalies: holds still open past their lease (reconciliation releases them), wallets whose
-  balance is below ``low_balance_micros``, the result of the last reconcile job if one is
-  recorded, and today's error rate against the seven days before.
+  balance is below ``low_balance_micros``, broken ledger invariants while the last scheduled
+  reconciliation found some (its findings as recorded when they were first found), and
+  today's error rate against the seven days before.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from ..billing.models import Hold, UsageRollup, Wallet
 from ..billing.rollups import floor_period, rollup_marks
 from ..db.base import utcnow
 from ..errors import InvalidRequest
-from ..jobs.models import Job
+from ..webhooks.models import RECONCILE_ALERT_KEY, WebhookAlert
 from ._query import at
 
 R, A = cast(Table, UsageRollup.__table__), cast(Table, AuditLog.__table__)
-H, W, ORG, J = (cast(Table, m.__table__) for m in (Hold, Wallet, Org, Job))
+H, W, ORG, AL = (cast(Table, m.__table__) for m in (Hold, Wallet, Org, WebhookAlert))
 DAY = timedelta(days=1)
 MAX_DAYS = 400
 MEASURES = ("requests", "prompt_tokens", "completion_tokens", "cost_micros")
@@ -113,11 +114,12 @@ async def _anomalies(session: AsyncSession, org_id: str | None, now: datetime,
         .where(*low_where).order_by(W.c.balance_micros, W.c.org_id).limit(10))).all()
     reconcile = None
     if org_id is None:  # reconciliation is the deployment's, not an org's
-        last = (await session.execute(select(J.c.id, J.c.finished_at, J.c.result).where(
-            J.c.kind == "reconcile", J.c.state == "done").order_by(J.c.finished_at.desc()).limit(1))).first()
-        if last is not None:
-            reconcile = {"job_id": last.id, "finished_at": last.finished_at.isoformat() if last.finished_at else None,
-                         "result": last.result}
+        since = (await session.execute(select(AL.c.created_at).where(AL.c.key == RECONCILE_ALERT_KEY))).scalar()
+        if since is not None:  # the last scheduled reconciliation found broken invariants
+            found = (await session.execute(select(A.c.created_at, A.c.detail).where(A.c.kind == "worker.reconcile")
+                                           .order_by(A.c.created_at.desc(), A.c.id.desc()).limit(1))).first()
+            reconcile = {"finished_at": (found.created_at if found is not None else since).isoformat(),
+                         "result": found.detail if found is not None else {"ok": False, "problems": []}}
     today = floor_period(now, "day")
     today_rate = await _requests_and_errors(session, org_id, today, now)
     baseline = await _requests_and_errors(session, org_id, today - 7 * DAY, today)

@@ -67,6 +67,12 @@ class WebhookDelivery(CreatedAt, Base):
     trace_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
+#: the alert key of broken ledger invariants: present while the last scheduled reconciliation
+#: found problems (the Dashboard's "reconciliation drift"); its findings are the newest
+#: ``worker.reconcile`` audit row
+RECONCILE_ALERT_KEY = "anomaly:reconcile"
+
+
 class WebhookAlert(CreatedAt, Base):
     """A condition that has fired and not yet cleared (a budget past 80 % this period, a wallet
     below the low-balance mark, an anomaly): its key is unique, so a condition fires once per

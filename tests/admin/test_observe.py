@@ -251,6 +251,53 @@ def test_the_overview_sums_the_rollups_and_counts_errors(admin_world: AdminWorld
     assert bad.status_code == 400
 
 
+def test_broken_ledger_invariants_show_in_the_overview_until_a_reconciliation_finds_none(
+        admin_world: AdminWorld) -> None:
+    """A wallet moved outside the ledger: the scheduled reconciliation finds it, records its
+    findings once, and the overview (and so the Dashboard's drift card) shows them until a
+    reconciliation finds nothing wrong."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from deepspace_lab.dashboards import Text
+    from deepspace_lab.dashboards.pages.dashboard import find_anomalies
+    from deepspace_lab.jobs.scheduled import run_scheduled
+
+    w = admin_world
+
+    def overview() -> dict[str, Any]:
+        return w.call("GET", ADMIN + "/overview", key=w.platform.read_key, params={"days": "1"}).json()
+
+    def reconcile() -> dict[str, Any]:
+        async def go() -> dict[str, Any]:
+            engine = make_async_engine(w.gw.settings.database_url)
+            try:
+                return await run_scheduled("reconcile", w.gw.settings, engine)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(go())
+
+    def nudge(micros: int) -> None:
+        with w.gw.db.begin() as conn:
+            conn.execute(text("UPDATE wallets SET balance_micros = balance_micros + :m WHERE org_id = :o"),
+                         {"m": micros, "o": w.a.id})
+
+    assert reconcile()["ok"] and overview()["anomalies"]["reconciliation"] is None
+    nudge(1)
+    found = reconcile()
+    assert not found["ok"] and not reconcile()["ok"]  # found twice, recorded once
+    view = overview()
+    shown = view["anomalies"]["reconciliation"]
+    assert shown["result"]["ok"] is False and shown["result"]["problem_count"] == len(found["problems"])
+    assert shown["result"]["problems"] == found["problems"][:20]
+    assert "drift" in [a.kind for a in find_anomalies(view, Text("en"))]
+    assert len(w.gw.audit_rows(kind="worker.reconcile")) == 1
+    nudge(-1)
+    assert reconcile()["ok"] and overview()["anomalies"]["reconciliation"] is None
+
+
 def test_metrics_count_requests_tokens_and_cost(admin_world: AdminWorld) -> None:
     w = admin_world
     for _ in range(2):
