@@ -34,9 +34,11 @@ from . import directory
 from ._common import actor, add_paging, emit, in_session
 
 
-def _audit(session: AsyncSession, kind: str, **fields: Any) -> None:
-    """Add the audit row to the command's own unit of work: it commits with the change."""
-    session.add(AuditLog(trace_id=new_trace_id(), kind=kind, actor=actor(), created_at=utcnow(), **fields))
+def _audit(session: AsyncSession, kind: str, *, trace_id: str | None = None, **fields: Any) -> None:
+    """Add the audit row to the command's own unit of work: it commits with the change (under
+    ``trace_id`` when the command's other work carries one)."""
+    session.add(AuditLog(trace_id=trace_id or new_trace_id(), kind=kind, actor=actor(), created_at=utcnow(),
+                         **fields))
 
 
 async def _org(session: AsyncSession, org_id: str) -> Org:

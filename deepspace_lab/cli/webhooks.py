@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ..config import Settings
+from ..tracing import new_trace_id
 from ..webhooks import (
     WEBHOOK_EVENTS,
     create_webhook,
@@ -44,17 +45,18 @@ async def _send(session: AsyncSession, settings: Settings, args: argparse.Namesp
 
     engine = session.bind
     assert isinstance(engine, AsyncEngine)
-    queue = JobQueue(settings)
+    queue, trace_id = JobQueue(settings), new_trace_id()  # the command and its delivery: one trace
     try:
         if args.webhooks_cmd == "test":
             queued = await queue_test(session, engine, queue, webhook_id=args.webhook_id, org_scope=None,
-                                      actor=actor())
+                                      actor=actor(), trace_id=trace_id)
         else:
             queued = await queue_redelivery(session, engine, queue, webhook_id=args.webhook_id,
-                                            delivery_id=args.delivery_id, org_scope=None, actor=actor())
+                                            delivery_id=args.delivery_id, org_scope=None, actor=actor(),
+                                            trace_id=trace_id)
     finally:
         queue.close()
-    _audit(session, f"cli.webhooks.{args.webhooks_cmd}", org_id=queued.org_id,
+    _audit(session, f"cli.webhooks.{args.webhooks_cmd}", trace_id=trace_id, org_id=queued.org_id,
            detail={"webhook_id": args.webhook_id, "event_id": queued.event_id, "job_id": queued.job.id})
     await session.commit()
     return queued.to_dict()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import secrets
 import socket
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -28,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from ..db import make_sessionmaker
 from ..db.base import new_id
 from ..policy.rules import parse_networks
+from ..tracing import new_trace_id
 from ..webhooks import open_secret
 from ..webhooks.deliveries import event_body, get_delivery, ping_event, record_attempt, signed_headers
 from ..webhooks.errors import WebhookDeliveryError
@@ -153,7 +153,7 @@ async def queue_delivery(engine: AsyncEngine, queue: JobQueue, *, webhook_id: st
                          body: str, trigger: str, trace_id: str | None = None,
                          created_by: str | None = None) -> JobView:
     """Record and enqueue the job that delivers ``body`` to one hook."""
-    return await submit_job(engine, queue, kind=KIND, trace_id=trace_id or secrets.token_hex(16), org_id=None,
+    return await submit_job(engine, queue, kind=KIND, trace_id=trace_id or new_trace_id(), org_id=None,
                             created_by=created_by, max_attempts=queue.settings.webhook_max_attempts,
                             params={"webhook_id": webhook_id, "event": event, "event_id": event_id, "body": body,
                                     "trigger": trigger})

@@ -20,6 +20,7 @@ from deepspace_lab.jobs.alerts import check_alerts
 from deepspace_lab.webhooks.deliveries import verify_signature
 
 from ..admin.conftest import AdminWorld, admin_world, cli  # noqa: F401  (fixtures)
+from ..cli.conftest import sql
 from ..helpers import Gateway, wait_for
 from ..jobs.conftest import worker_factory  # noqa: F401  (the fixture)
 from .receiver import Receiver, gateway_with_worker, receiver  # noqa: F401  (the fixture)
@@ -194,6 +195,9 @@ def test_the_cli_and_both_clients_test_and_read_the_log(admin_world: AdminWorld,
     _settled(w, hook["id"], 1)
     code, page = cli("webhooks", "deliveries", hook["id"], "--limit", "1")
     assert code == 0 and page["data"][0]["status"] == "succeeded" and page["data"][0]["trigger"] == "test"
+    (audited,) = w.gw.audit_rows(kind="cli.webhooks.test")  # the command, its job and its delivery: one trace
+    job_trace = sql(w.gw.settings.database_url, "SELECT trace_id FROM jobs WHERE id = :id", id=queued["job_id"])
+    assert audited["trace_id"] == job_trace[0]["trace_id"] == page["data"][0]["trace_id"]
     code, again = cli("webhooks", "redeliver", hook["id"], page["data"][0]["id"])
     assert code == 0 and again["event_id"] == queued["event_id"]
     receiver.wait_for(2)
@@ -220,7 +224,6 @@ def test_a_hook_on_a_private_address_is_refused_once_without_a_retry(admin_world
     (refused,) = _settled(w, hook["id"], 1)
     assert (refused["attempt"], refused["status"], refused["response_code"]) == (1, "failed", None)
     assert "10.1.2.3 is not public" in refused["error"] and "DEEPSPACE_WEBHOOK_PRIVATE_NETWORKS" in refused["error"]
-    from ..cli.conftest import sql
 
     job = "SELECT state, attempts FROM jobs WHERE id = :id"
     wait_for(lambda: sql(w.gw.settings.database_url, job, id=refused["job_id"])[0]["state"] == "done")
