@@ -97,7 +97,8 @@ class OverviewHandler(AdminHandler):
                 session, org_id=org, since=since, until=until,
                 top=_int_param(args.get("top"), "top", default=10, lo=1, hi=100),
                 low_balance_micros=_int_param(args.get("low_balance_micros"), "low_balance_micros",
-                                              default=1_000_000, lo=0, hi=10**15))
+                                              default=self.runtime.settings.webhook_low_balance_micros, lo=0,
+                                              hi=10**15))
 
         await self.admin(kind="admin.overview.read", work=work)
 

@@ -64,7 +64,8 @@ def _overview(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(session: AsyncSession) -> Any:
         return await overview(session, org_id=args.org_id, since=since, until=until, top=args.top,
-                              low_balance_micros=args.low_balance_micros)
+                              low_balance_micros=settings.webhook_low_balance_micros if args.low_balance_micros is None
+                              else args.low_balance_micros)
 
     view = in_session(settings, work)
     spenders = "\n".join(f"  {r['key']} {r.get('org_name') or ''}: {r['cost_micros']} micros, {r['requests']} requests"
@@ -154,6 +155,7 @@ def register(sub: Any) -> None:
     p.add_argument("--org", dest="org_id", help="one org (default: every org)")
     p.add_argument("--days", type=int, default=30, help="the window ending at --until (default 30)")
     p.add_argument("--top", type=int, default=10)
-    p.add_argument("--low-balance-micros", type=int, default=1_000_000)
+    p.add_argument("--low-balance-micros", type=int,
+                   help="a wallet below it is low (default: DEEPSPACE_WEBHOOK_LOW_BALANCE_MICROS)")
     _window(p)
     p.set_defaults(func=_overview)

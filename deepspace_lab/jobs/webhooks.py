@@ -133,10 +133,10 @@ async def _deliver(ctx: JobContext) -> dict[str, Any]:
     final = refused or job.attempts >= job.max_attempts
     status = "succeeded" if error is None else "failed" if final else "retrying"
     async with make_sessionmaker(ctx.engine)() as session:
-        await record_attempt(session, delivery_id=delivery_id, webhook_id=p["webhook_id"], org_id=org_id,
-                             event_id=p["event_id"], event=p["event"], trigger=p["trigger"], job_id=job.id,
-                             attempt=job.attempts, status=status, body=p["body"], response_code=code,
-                             latency_ms=latency_ms, error=error, trace_id=job.trace_id)
+        record_attempt(session, delivery_id=delivery_id, webhook_id=p["webhook_id"], org_id=org_id,
+                       event_id=p["event_id"], event=p["event"], trigger=p["trigger"], job_id=job.id,
+                       attempt=job.attempts, status=status, body=p["body"], response_code=code,
+                       latency_ms=latency_ms, error=error, trace_id=job.trace_id)
         await session.commit()
     if refused:  # a setting, not a passing failure: no retry
         return {"delivery_id": delivery_id, "status": status, "error": error, "attempts": job.attempts}

@@ -36,10 +36,9 @@ TOLERANCE_S = 300
 MAX_ERROR = 500
 
 
-def event_body(event: str, *, event_id: str, org_id: str | None, data: dict[str, Any],
-               created_at: datetime | None = None) -> str:
+def event_body(event: str, *, event_id: str, org_id: str | None, data: dict[str, Any]) -> str:
     """The JSON text every attempt of this event sends (compact, keys sorted)."""
-    return json.dumps({"id": event_id, "type": event, "created_at": (created_at or utcnow()).isoformat(),
+    return json.dumps({"id": event_id, "type": event, "created_at": utcnow().isoformat(),
                        "org_id": org_id, "data": data}, sort_keys=True, separators=(",", ":"))
 
 
@@ -97,18 +96,15 @@ class DeliveryView:
                 "created_at": self.created_at.isoformat()}
 
 
-async def record_attempt(session: AsyncSession, *, webhook_id: str, org_id: str | None, event_id: str, event: str,
-                         trigger: str, job_id: str | None, attempt: int, status: str, body: str,
-                         response_code: int | None = None, latency_ms: int | None = None, error: str | None = None,
-                         trace_id: str | None = None, delivery_id: str | None = None) -> DeliveryView:
-    """One attempt's row (the caller commits)."""
-    row = WebhookDelivery(id=delivery_id or new_id("dlv"), webhook_id=webhook_id, org_id=org_id, event_id=event_id,
-                          event=event, trigger=trigger, job_id=job_id, attempt=attempt, status=status,
-                          response_code=response_code, latency_ms=latency_ms,
-                          error=error[:MAX_ERROR] if error else None, body=body, trace_id=trace_id)
-    session.add(row)
-    await session.flush()
-    return DeliveryView.of(row)
+def record_attempt(session: AsyncSession, *, webhook_id: str, org_id: str | None, event_id: str, event: str,
+                   trigger: str, job_id: str | None, attempt: int, status: str, body: str,
+                   response_code: int | None = None, latency_ms: int | None = None, error: str | None = None,
+                   trace_id: str | None = None, delivery_id: str) -> None:
+    """Add one attempt's row, ``delivery_id`` as its signed headers named it (the caller commits)."""
+    session.add(WebhookDelivery(id=delivery_id, webhook_id=webhook_id, org_id=org_id, event_id=event_id,
+                                event=event, trigger=trigger, job_id=job_id, attempt=attempt, status=status,
+                                response_code=response_code, latency_ms=latency_ms,
+                                error=error[:MAX_ERROR] if error else None, body=body, trace_id=trace_id))
 
 
 async def list_deliveries(session: AsyncSession, *, webhook_id: str, org_scope: str | None,

