@@ -123,7 +123,7 @@ def main() -> None:
             result = {"backend": backend, "rows_per_table": args.rows, "orgs": args.orgs,
                       "generate_s": round(gen_s, 1), "alert_pass_s": round(pass_s, 3),
                       "baseline_count_s": round(floor_s, 3), "ratio": round(pass_s / floor_s, 2),
-                      "conditions": found, "load_average": os.getloadavg()[0]}
+                      "conditions": found, "load_average": round(os.getloadavg()[0], 2)}
             print(json.dumps(result), flush=True)
             out.append(result)
     print("\n| database | rows per table (25 h) | alert pass | count(*) of the same rows | ratio |")

@@ -193,7 +193,8 @@ def main() -> None:
             ours = bench_ours(settings, env, args.jobs)
             raw = bench_raw(raw_env, args.jobs)
         results[backend] = {"ours": ours, "huey": raw}
-        print(json.dumps({"backend": backend, "jobs": args.jobs, "ours": ours, "huey": raw}), flush=True)
+        print(json.dumps({"backend": backend, "jobs": args.jobs, "ours": ours, "huey": raw,
+                          "load_average": round(os.getloadavg()[0], 2)}), flush=True)
     print("\n| queue | enqueue→start p50 / p95 (ours) | (bare Huey) | jobs/s (ours) | (bare Huey) | ratio jobs/s |")
     print("|---|---|---|---|---|---|")
     for backend, r in results.items():

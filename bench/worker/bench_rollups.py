@@ -132,7 +132,8 @@ def main() -> None:
             result = {"backend": backend, "rows": args.rows, "generate_s": round(gen_s, 2),
                       "baseline_group_by_s": round(base_s, 3), "baseline_groups": groups,
                       "rollup_s": round(first_s, 2), "rollup_again_s": round(again_s, 4),
-                      "ratio_rollup_to_baseline": round(first_s / base_s, 1), "report": report}
+                      "ratio_rollup_to_baseline": round(first_s / base_s, 1), "report": report,
+                      "load_average": round(os.getloadavg()[0], 2)}
             print(json.dumps(result), flush=True)
             out.append(result)
     print("\n| database | rows | roll-up from nothing | periods built (hours, days) | again (nothing due) |"
