@@ -16,7 +16,7 @@ from ..table import PagedTable
 from ..timeline import timeline_chart, timeline_html, timeline_rows
 from ..values import check_trace_id
 from .base import Page
-from .kit import export_runner
+from .kit import export_runner, org_filters
 
 LOG_COLUMNS = ["created_at", "org_id", "kind", "method", "path", "status_code", "error_code", "model", "latency_ms",
                "client_ip", "actor", "trace_id"]
@@ -29,22 +29,19 @@ class AuditPage(Page):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         t = self.text
-        platform = self.identity is None or not self.identity.scope
         self.items: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
         self.trace_id = pn.widgets.TextInput(label=t("filter_trace"), width=340, css_classes=["ds-trace-id"])
         self.lookup = ApiForm({"trace_id": self.trace_id}, self.look_up, text=t, required=("trace_id",),
                               submit_label=t("look_up"), on_success=self._drawn)
         self.timeline = pn.Column(sizing_mode="stretch_width", css_classes=["ds-timeline"])
-        filters: dict[str, pn.widgets.Widget] = {}
-        if platform:
-            filters["org_id"] = pn.widgets.TextInput(label=t("filter_org"), width=200)
-        filters |= {"status_code": pn.widgets.TextInput(label=t("filter_status_code"), width=110),
-                    "error_code": pn.widgets.TextInput(label=t("filter_error_code"), width=160),
-                    "path": pn.widgets.TextInput(label=t("filter_path"), width=220, placeholder="/deepspace/v1"),
-                    "model": pn.widgets.TextInput(label=t("filter_model"), width=180),
-                    "since": pn.widgets.TextInput(label=t("filter_since"), width=160, placeholder="2026-12-01"),
-                    "until": pn.widgets.TextInput(label=t("filter_until"), width=160)}
+        filters: dict[str, pn.widgets.Widget] = {
+            **org_filters(self), "status_code": pn.widgets.TextInput(label=t("filter_status_code"), width=110),
+            "error_code": pn.widgets.TextInput(label=t("filter_error_code"), width=160),
+            "path": pn.widgets.TextInput(label=t("filter_path"), width=220, placeholder="/deepspace/v1"),
+            "model": pn.widgets.TextInput(label=t("filter_model"), width=180),
+            "since": pn.widgets.TextInput(label=t("filter_since"), width=160, placeholder="2026-12-01"),
+            "until": pn.widgets.TextInput(label=t("filter_until"), width=160)}
         self.log = PagedTable(lambda p: self.client.admin_audit(**p), text=t, columns=LOG_COLUMNS, filters=filters)
         self.log.table.on_click(self._on_row_click)
 

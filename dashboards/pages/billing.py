@@ -23,7 +23,7 @@ from ..table import PagedTable
 from ..values import parse_credits
 from .base import Page
 from .codes import CodesPanel
-from .kit import export_runner
+from .kit import export_runner, money, org_filters
 
 WALLET_COLUMNS = ["org_id", "org_name", "balance_micros", "frozen_micros", "available_micros",
                   "overdraft_limit_micros"]
@@ -46,25 +46,20 @@ class BillingPage(Page):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        t, money = self.text, {name: credits for name in MONEY}
-        titles = {name: t("in_credits", name=name.removesuffix("_micros")) for name in MONEY}
+        t = self.text
         self.platform = self.identity is None or not self.identity.scope
 
-        def org_filter() -> dict[str, pn.widgets.Widget]:
-            return {"org_id": pn.widgets.TextInput(label=t("filter_org"), width=220)} if self.platform else {}
-
         self.wallets = PagedTable(lambda p: self.client.admin_wallets(**p), text=t, columns=WALLET_COLUMNS,
-                                  formatters=money, titles=titles, filters=org_filter())
+                                  filters=org_filters(self), **money(MONEY, t))
         self.transactions = PagedTable(
-            lambda p: self.client.admin_transactions(**p), text=t, columns=ENTRY_COLUMNS, formatters=money,
-            titles=titles,
-            filters={**org_filter(),
+            lambda p: self.client.admin_transactions(**p), text=t, columns=ENTRY_COLUMNS, **money(MONEY, t),
+            filters={**org_filters(self),
                      "type": pn.widgets.Select(label=t("filter_type"), width=140, options=[
                          "", "credit", "debit", "hold", "capture", "release", "refund"]),
                      "trace_id": pn.widgets.TextInput(label=t("filter_trace"), width=260)})
         self.usage = PagedTable(
-            lambda p: self.client.admin_usage(**p), text=t, columns=USAGE_COLUMNS, formatters=money, titles=titles,
-            filters={**org_filter(), "model": pn.widgets.TextInput(label=t("filter_model"), width=200),
+            lambda p: self.client.admin_usage(**p), text=t, columns=USAGE_COLUMNS, **money(MONEY, t),
+            filters={**org_filters(self), "model": pn.widgets.TextInput(label=t("filter_model"), width=200),
                      "status": pn.widgets.Select(label=t("filter_status"), width=120,
                                                  options=["", "pending", "captured", "released", "expired"]),
                      "since": pn.widgets.TextInput(label=t("filter_since"), width=180, placeholder="2026-12-01"),
@@ -85,7 +80,7 @@ class BillingPage(Page):
         self.outcome = pn.pane.Markdown("", css_classes=["ds-money-outcome"])
         self.codes = CodesPanel(self.client, text=t) if self.platform else None
         self.statements = JobRunner(
-            {"month": pn.widgets.TextInput(label=t("month"), value=last_month()), **org_filter()},
+            {"month": pn.widgets.TextInput(label=t("month"), value=last_month()), **org_filters(self)},
             start=lambda v: self.client.admin_statement(v["month"].strip(),
                                                         org_id=(v.get("org_id") or "").strip() or None),
             fetch_job=self.client.job, text=t, label=t("make_statement"))
