@@ -23,7 +23,7 @@ from ..table import PagedTable
 from ..values import parse_credits
 from .base import Page
 from .codes import CodesPanel
-from .kit import export_runner, money, org_filters
+from .kit import export_runner, money, org_filters, platform_admin
 
 WALLET_COLUMNS = ["org_id", "org_name", "balance_micros", "frozen_micros", "available_micros",
                   "overdraft_limit_micros"]
@@ -47,7 +47,7 @@ class BillingPage(Page):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         t = self.text
-        self.platform = self.identity is None or not self.identity.scope
+        self.platform = platform_admin(self)
 
         self.wallets = PagedTable(lambda p: self.client.admin_wallets(**p), text=t, columns=WALLET_COLUMNS,
                                   filters=org_filters(self), **money(MONEY, t))

@@ -19,7 +19,7 @@ from ..charts import bar_chart, line_chart
 from ..i18n import Text, credits
 from ..table import error_text
 from .base import Page
-from .kit import frame_table
+from .kit import frame_table, platform_admin
 
 #: today's spend (or error rate) at least this many times the 7 days before is a spike
 SPIKE_FACTOR = 2.0
@@ -156,7 +156,7 @@ class DashboardPage(Page):
         charts: list[Any] = [*by_day,
                              bar_chart(_chart_rows(trends["by_model"]), x="key", y="credits",
                                        title=t("cost_by_model"), y_label=t("credits"))]
-        if self.identity is None or not self.identity.scope:
+        if platform_admin(self):
             charts.append(bar_chart(_chart_rows(trends["by_org"], key="org_name"), x="key", y="credits",
                                     title=t("cost_by_org"), y_label=t("credits")))
         self.charts.objects = [pn.pane.Bokeh(c, sizing_mode="stretch_width") for c in charts]

@@ -21,7 +21,7 @@ EXPORT_FORMATS = ("csv", "json", "md")
 
 def org_filters(page: Any) -> dict[str, pn.widgets.Widget]:
     """``{"org_id": TextInput}`` for a platform admin; nothing for an org admin (one org)."""
-    if page.identity is not None and page.identity.scope:
+    if not platform_admin(page):
         return {}
     return {"org_id": pn.widgets.TextInput(label=page.text("filter_org"), width=220)}
 
@@ -36,7 +36,13 @@ def listed(value: Any) -> str:
 
 
 def platform_admin(page: Any) -> bool:
+    """Whether the page's admin sees every org (a platform admin, or no sign-in: tests, single user)."""
     return page.identity is None or page.identity.is_platform_admin
+
+
+def own_org(page: Any) -> str:
+    """An org admin's org id (a form's starting value); empty for a platform admin (every org)."""
+    return "" if platform_admin(page) else page.identity.org_id
 
 
 def frame_table(css: str, columns: Sequence[str]) -> pn.widgets.Tabulator:

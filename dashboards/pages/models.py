@@ -18,6 +18,7 @@ from ..i18n import credits
 from ..table import error_text
 from ..values import parse_count, parse_credits
 from .base import Page
+from .kit import platform_admin
 
 MODEL_COLUMNS = ["name", "upstream_name", "enabled", "context_window", "owned_by", "description"]
 PRICE_COLUMNS = ["effective_at", "input_micros_per_mtok", "output_micros_per_mtok", "free", "in_force", "scheduled",
@@ -56,7 +57,7 @@ class ModelsPage(Page):
 
     @property
     def allowed(self) -> bool:
-        return self.identity is None or self.identity.is_platform_admin
+        return platform_admin(self)
 
     @property
     def chosen(self) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ import panel as pn
 
 from ..table import PagedTable
 from .base import Page
-from .kit import action, compact_json, frame_table, money, org_filters, platform_admin
+from .kit import action, compact_json, frame_table, money, org_filters, own_org, platform_admin
 
 POLICY_COLUMNS = ["id", "kind", "scope", "scope_id", "subject", "spec", "in_force", "actor", "created_at", "ended_at"]
 BUDGET_COLUMNS = ["id", "org_id", "scope", "scope_id", "period", "limit_micros", "spent_micros", "reserved_micros",
@@ -79,7 +79,7 @@ class RiskPage(Page):
         }, lambda v: c.admin_set_budget(org_id=v["org_id"].strip(), scope=v["scope"], period=v["period"],
                                         limit_micros=int(v["limit_micros"]), scope_id=v["scope_id"].strip() or None),
             text=t, label=t("set_budget"), required=("org_id",), refresh=self.budgets, css="ds-set-budget")
-        own = self.identity.org_id if self.identity is not None and self.identity.scope else ""
+        own = own_org(self)
         self.usage_table = frame_table("ds-rate-usage", USAGE_COLUMNS)
         self.usage_form = action({"org_id": pn.widgets.TextInput(label=t("filter_org"), width=260, value=own),
                                   "project_id": pn.widgets.TextInput(label=t("project_id"), width=260),

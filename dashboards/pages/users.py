@@ -14,7 +14,7 @@ from deepspace_lab.client import DeepSpaceClientError
 
 from ..table import PagedTable, error_text
 from .base import Page
-from .kit import action, frame_table, money, org_filters
+from .kit import action, frame_table, money, org_filters, own_org
 
 YES = "✓"
 USER_COLUMNS = ["created_at", "id", "email", "name", "status", "is_platform_admin", "locked_until"]
@@ -61,7 +61,7 @@ class UsersPage(Page):
                                   self._status, text=t, label=t("apply"), required=("user_id",), refresh=self.users,
                                   css="ds-user-status")
         self.role_form = action({"org_id": pn.widgets.TextInput(label=t("filter_org"), width=260,
-                                                                value=self._own_org()),
+                                                                value=own_org(self)),
                                  "user_id": pn.widgets.TextInput(label=t("user_id"), width=300),
                                  "role": pn.widgets.Select(label=t("role"), options=ROLES, width=130)},
                                 lambda v: c.admin_set_member_role(v["org_id"].strip(), v["user_id"].strip(), v["role"]),
@@ -69,14 +69,11 @@ class UsersPage(Page):
         self.orgs = PagedTable(lambda p: c.admin_orgs(**p), text=t, columns=ORG_COLUMNS,
                                filters={"q": pn.widgets.TextInput(label=t("search"), width=220)},
                                **money(("balance_micros", "frozen_micros"), t))
-        self.org_id = pn.widgets.TextInput(label=t("org_detail"), width=300, value=self._own_org())
+        self.org_id = pn.widgets.TextInput(label=t("org_detail"), width=300, value=own_org(self))
         self.projects = frame_table("ds-org-projects", PROJECT_COLUMNS)
         self.members = frame_table("ds-org-members", MEMBER_COLUMNS)
         self.org_alert = pn.pane.Alert("", alert_type="danger", visible=False)
         self.org_id.param.watch(self._on_org, "value")
-
-    def _own_org(self) -> str:
-        return self.identity.org_id if self.identity is not None and self.identity.scope else ""
 
     async def _status(self, values: dict[str, Any]) -> Any:
         user_id = values["user_id"].strip()
