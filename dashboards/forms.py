@@ -22,10 +22,12 @@ Submit = Callable[[dict[str, Any]], Awaitable[Any]]
 class ApiForm(Viewer):
     def __init__(self, fields: Mapping[str, pn.widgets.Widget], submit: Submit, *, text: Text,
                  required: Sequence[str] = (), submit_label: str | None = None,
-                 on_success: Callable[[Any], Any] | None = None) -> None:
+                 on_success: Callable[[Any], Any] | None = None, done_key: str | None = "saved") -> None:
+        """``done_key``: the text shown after a success (``None``: nothing, when what the form
+        draws or follows is itself the answer: a trace's timeline, a job's progress)."""
         super().__init__()  # type: ignore[no-untyped-call]  # panel's Viewer.__init__ is unannotated
         self.fields, self.submit, self.text = dict(fields), submit, text
-        self.required, self.on_success = tuple(required), on_success
+        self.required, self.on_success, self.done_key = tuple(required), on_success, done_key
         self.field_errors = {name: pn.pane.Str("", styles={"color": "#b00020"}, visible=False) for name in self.fields}
         self.form_error = pn.pane.Alert("", alert_type="danger", visible=False)
         self.done = pn.pane.Alert("", alert_type="success", visible=False)
@@ -70,7 +72,8 @@ class ApiForm(Viewer):
             return None
         finally:
             self.button.disabled = False
-        self.done.object, self.done.visible = self.text("saved"), True
+        if self.done_key is not None:
+            self.done.object, self.done.visible = self.text(self.done_key), True
         if self.on_success is not None:
             self.on_success(result)
         return result

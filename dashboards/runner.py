@@ -40,7 +40,7 @@ class JobRunner(Viewer):
         self.start, self.text = start, text
         self.progress = JobProgress(fetch_job, text=text, poll_interval_s=poll_interval_s)
         self.files = pn.Row(css_classes=["ds-files"])
-        self.form = ApiForm(fields, self.run, text=text, submit_label=label, on_success=self._ended)
+        self.form = ApiForm(fields, self.run, text=text, submit_label=label, done_key=None)  # progress: how it ended
         #: the job as it ended (None until one did), and its files (name → file id)
         self.job: dict[str, Any] | None = None
         self.downloads: dict[str, str] = {}
@@ -53,9 +53,6 @@ class JobRunner(Viewer):
         if self.job is not None and self.job.get("state") == "done":
             self._offer(job_files(self.job.get("result")))
         return self.job
-
-    def _ended(self, _job: Any) -> None:
-        self.form.done.visible = False  # the progress says how the job ended
 
     def _offer(self, files: list[dict[str, Any]]) -> None:
         links = []

@@ -33,7 +33,7 @@ class AuditPage(Page):
         self.rows: list[dict[str, Any]] = []
         self.trace_id = pn.widgets.TextInput(label=t("filter_trace"), width=340, css_classes=["ds-trace-id"])
         self.lookup = ApiForm({"trace_id": self.trace_id}, self.look_up, text=t, required=("trace_id",),
-                              submit_label=t("look_up"), on_success=self._drawn)
+                              submit_label=t("look_up"), done_key=None)  # the timeline is the answer
         self.timeline = pn.Column(sizing_mode="stretch_width", css_classes=["ds-timeline"])
         filters: dict[str, pn.widgets.Widget] = {
             **org_filters(self), "status_code": pn.widgets.TextInput(label=t("filter_status_code"), width=110),
@@ -64,9 +64,6 @@ class AuditPage(Page):
             pn.pane.Bokeh(timeline_chart(self.rows, title=t("timeline")), sizing_mode="stretch_width"),
             pn.pane.HTML(timeline_html(self.rows), sizing_mode="stretch_width")]
         return answer
-
-    def _drawn(self, _answer: Any) -> None:
-        self.lookup.done.visible = False  # the timeline is the answer; nothing was saved
 
     async def open_trace(self, trace_id: str) -> None:
         self.trace_id.value = trace_id

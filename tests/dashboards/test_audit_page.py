@@ -47,6 +47,7 @@ def test_a_requests_trace_is_a_timeline_and_the_log_finds_it(admin_world: AdminW
             page.trace_id.value = f" {trace} "
             answer = await page.lookup.send()
             assert answer is not None and answer["trace_id"] == trace
+            assert not page.lookup.done.visible  # the timeline is the answer: no "saved"
             lanes = [r["lane"] for r in page.rows]
             assert {"audit", "usage", "hold", "transaction"} <= set(lanes)
             assert [r["offset_ms"] for r in page.rows] == sorted(r["offset_ms"] for r in page.rows)

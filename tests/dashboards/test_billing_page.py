@@ -195,6 +195,7 @@ def test_exports_and_statements_run_as_worker_jobs_with_progress(admin_world: Ad
             job = await export.form.send()
             assert job is not None and job["state"] == "done" and job["params"]["orgs"] == w.a.id
             assert export.progress.seen[-1] == ("done", 100.0) and export.progress.label.object == "Done"
+            assert not export.form.done.visible  # the progress says how the job ended, not "saved"
             ((name, file_id),) = export.downloads.items()
             assert f"href='files/{file_id}' download>{name}</a>" in export.files.objects[0].object  # a link
             rows = list(csv.DictReader(io.StringIO((await session.client.file_content(file_id)).decode())))
