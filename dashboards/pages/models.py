@@ -18,7 +18,7 @@ from ..i18n import credits
 from ..table import error_text
 from ..values import parse_count, parse_credits
 from .base import Page
-from .kit import platform_admin
+from .kit import frame_table, platform_admin
 
 MODEL_COLUMNS = ["name", "upstream_name", "enabled", "context_window", "owned_by", "description"]
 PRICE_COLUMNS = ["effective_at", "input_micros_per_mtok", "output_micros_per_mtok", "free", "in_force", "scheduled",
@@ -34,12 +34,10 @@ class ModelsPage(Page):
         self.models: list[dict[str, Any]] = []
         self.prices: list[dict[str, Any]] = []
         self._asked = 0  # the newest history asked for: an older answer arriving later is dropped
-        self.catalog = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, pagination=None,
-                                            sizing_mode="stretch_width", css_classes=["ds-catalog"])
+        self.catalog = frame_table("ds-catalog", MODEL_COLUMNS)
         self.choice = pn.widgets.Select(label=t("price_history_of"), options={}, width=320)
         self.toggle = pn.widgets.Button(label=t("disable"), disabled=True, css_classes=["ds-toggle-model"])
-        self.history = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, pagination=None,
-                                            sizing_mode="stretch_width", css_classes=["ds-prices"])
+        self.history = frame_table("ds-prices", PRICE_COLUMNS)
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False)
         self.price_form = ApiForm(
             {"input_micros_per_mtok": pn.widgets.TextInput(label=t("price_input"), placeholder="1.5"),

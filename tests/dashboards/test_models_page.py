@@ -10,6 +10,7 @@ from datetime import timedelta
 from deepspace_lab.billing import set_price
 from deepspace_lab.dashboards import Text
 from deepspace_lab.dashboards.pages import ModelsPage
+from deepspace_lab.dashboards.pages.models import MODEL_COLUMNS, PRICE_COLUMNS
 from deepspace_lab.db import make_async_engine, make_sessionmaker
 from deepspace_lab.db.base import utcnow
 
@@ -42,6 +43,9 @@ def test_a_platform_admin_sees_the_catalog_and_a_models_price_history(admin_worl
     async def scenario() -> None:
         async with signed_in(w.gw.url, w.platform.email) as session:
             page = ModelsPage(session.client, text=Text("en"), identity=session.identity)
+            # made with their columns (a table first shown without them shows a header, no rows)
+            assert list(page.catalog.value.columns) == MODEL_COLUMNS and page.catalog.value.empty
+            assert list(page.history.value.columns) == PRICE_COLUMNS and page.history.value.empty
             await page.load()
             assert MODEL in list(page.catalog.value["name"]) and not page.alert.visible
             page.choice.value = next(m["id"] for m in page.models if m["name"] == MODEL)
