@@ -179,15 +179,18 @@ def test_users_search_disable_enable_roles_orgs_and_the_matrix_after_switching_l
             assert list(page.projects.value["name"]) == ["main"]
             assert {o["id"] for o in page.orgs.rows} >= {w.a.id, w.b.id}
 
-            # the bug: after switching to Chinese the matrix re-rendered its header with no rows;
-            # its table is now made with its rows, once they are known
+            # the bug: after switching to Chinese the matrix re-rendered its header with no rows (a
+            # Tabulator first shown empty whose value later brought the columns). Its table is now
+            # made with its rows once they are known: before that the page shows no table at all
+            unloaded = UsersPage(session.client, text=Text("zh"), identity=session.identity)
+            assert unloaded.matrix_table is None and unloaded.matrix_box.objects == []
             shell.lang_switch.value = "zh"
             zh = shell.current
             assert isinstance(zh, UsersPage) and zh is not page
             await zh.load()
+            assert zh.matrix_table is not None and zh.matrix_box.objects == [zh.matrix_table]
             frame = zh.matrix_table.value
             assert list(frame.columns)[0] == "操作" and len(frame) == len(page.matrix_table.value) > 10
-            assert zh.matrix_box.objects == [zh.matrix_table]
 
         async with signed_in(w.gw.url, w.b.people["admin"].email) as session:
             page = UsersPage(session.client, text=Text("en"), identity=session.identity)
