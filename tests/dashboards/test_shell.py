@@ -60,7 +60,10 @@ def test_a_platform_admin_is_named_as_such_in_chinese_with_every_page(admin_worl
         try:
             shell = AdminShell(session.client, session.identity, lang="zh")
             assert "平台管理员：全部组织" in shell.header.objects[0].object
-            assert [type(page) for page in shell.pages.values()] == list(PAGES)
+            assert list(shell.nav.options) == NAV_ZH and list(shell.nav.options.values()) == [p.key for p in PAGES]
+            for page in shell.pages.values():  # every page, a platform admin's with every part, renders in zh
+                assert page.text.lang == "zh"
+                page.body().get_root()
         finally:
             await session.close()
 
