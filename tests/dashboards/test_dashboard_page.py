@@ -9,12 +9,12 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from deepspace_lab.billing.ledger import place_hold
 from deepspace_lab.billing.models import UsageRecord
 from deepspace_lab.billing.rollups import roll_up_due
 from deepspace_lab.dashboards import AdminShell, Text
 from deepspace_lab.dashboards.pages import BillingPage, DashboardPage
 from deepspace_lab.dashboards.pages.dashboard import find_anomalies
-from deepspace_lab.db import make_async_engine
 from deepspace_lab.db.base import utcnow
 
 from ..admin.conftest import AdminWorld
@@ -77,20 +77,23 @@ def _usage_two_days_ago(w: AdminWorld) -> None:
             for org, cost in ((w.a, 3_000_000), (w.b, 1_000_000)) for i in range(2)]
     with w.gw.db.begin() as conn:
         conn.execute(insert(UsageRecord), rows)
+    w.gw.loop.run(roll_up_due(w.gw.runtime.engine))
 
-    async def roll() -> None:
-        engine = make_async_engine(w.gw.settings.database_url)
-        try:
-            await roll_up_due(engine)
-        finally:
-            await engine.dispose()
 
-    w.gw.loop.run(roll())
+def _stuck_hold(w: AdminWorld) -> None:
+    """An open hold of org a's whose lease lapsed an hour ago (its request never finished)."""
+    async def place() -> None:
+        async with w.gw.runtime.sessions() as session:
+            await place_hold(session, org_id=w.a.id, ref="req_dash_stuck", amount_micros=1, lease_s=60,
+                             now=utcnow() - timedelta(hours=1))
+
+    w.gw.loop.run(place())
 
 
 def test_the_dashboard_shows_figures_spenders_and_links_to_where_to_act(admin_world: AdminWorld) -> None:
     w = admin_world
     _usage_two_days_ago(w)
+    _stuck_hold(w)
     w.call("POST", f"/deepspace/admin/api/wallets/{w.b.id}/debit", key=w.platform.key,
            headers={"Idempotency-Key": "dash-low"}, json={"amount_micros": 10**12 - 500_000, "reason": "test"})
 
@@ -110,10 +113,13 @@ def test_the_dashboard_shows_figures_spenders_and_links_to_where_to_act(admin_wo
             assert len(days["key"]) == 31 and sum(days["requests"]) == 4  # every day of the window, zeros too
             (low,) = [a for a in page.anomalies if a.kind == "low_balance"]
             assert "org b (0.5)" in low.message
-            (row,) = [r for r in page.alerts.objects if "ds-anomaly-low_balance" in r.css_classes]
-            row.objects[1].clicks += 1  # "Act: Billing"
+            (stuck,) = [a for a in page.anomalies if a.kind == "stuck_holds"]
+            assert (stuck.page, stuck.tab) == ("billing", "transactions")
+            (row,) = [r for r in page.alerts.objects if "ds-anomaly-stuck_holds" in r.css_classes]
+            row.objects[1].clicks += 1  # "Act: Billing", at its Transactions tab (not the first)
             billing = shell.current
-            assert isinstance(billing, BillingPage) and shell.nav.value == "billing" and billing.tabs.active == 0
+            assert isinstance(billing, BillingPage) and shell.nav.value == "billing"
+            assert billing.tabs.active == billing.tab_keys.index("transactions") == 1
             shell.go("billing", "usage")  # a link may open a page at one of its tabs
             assert shell.current is billing and billing.tabs.active == 2
 
