@@ -6,53 +6,31 @@ the test's tmp dir (the path is printed)."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from deepspace_lab.billing.rollups import roll_up_due
-from deepspace_lab.db import make_async_engine
 from deepspace_lab.db.base import utcnow
 
 from ..admin.conftest import AdminWorld, admin_world  # noqa: F401  (the fixture)
 from ..cli.conftest import Processes, spawn  # noqa: F401  (the fixture)
+from ..dashboards.conftest import MODEL, ledger, traced_chat
 from ..dashboards.test_server import start_admin
 from ..identity.conftest import PASSWORD
 from .conftest import console_login, needs_chromium
 
 pytestmark = pytest.mark.slow
-MODEL = "deepspace-simulated-chat"
 WAIT = 30_000
 
 
 def billed_request(w: AdminWorld) -> str:
     """One billed chat of org a's member, rolled up at once (the hour is closed early: a test)."""
-    trace = secrets.token_hex(16)
-    response = httpx.post(f"{w.gw.url}/deepspace/v1/chat/completions", timeout=30,
-                          headers={"Authorization": f"Bearer {w.a.people['member'].key}",
-                                   "traceparent": f"00-{trace}-{'2' * 16}-01"},
-                          json={"model": MODEL, "messages": [{"role": "user", "content": "hi [sim:tokens=4]"}]})
-    assert response.status_code == 200, response.text
-
-    async def roll() -> None:
-        engine = make_async_engine(w.gw.settings.database_url)
-        try:
-            await roll_up_due(engine, now=utcnow() + timedelta(hours=1))
-        finally:
-            await engine.dispose()
-
-    w.gw.loop.run(roll())
+    trace = traced_chat(w, w.a.people["member"].key)
+    w.gw.loop.run(roll_up_due(w.gw.runtime.engine, now=utcnow() + timedelta(hours=1)))
     return trace
-
-
-def credits_of(w: AdminWorld, org_id: str, amount_micros: int) -> list[dict[str, Any]]:
-    answer = w.call("GET", "/deepspace/admin/api/transactions", key=w.platform.read_key,
-                    params={"org_id": org_id, "type": "credit", "limit": "200"})
-    return [e for e in answer.json()["data"] if e["amount_micros"] == amount_micros]
 
 
 @needs_chromium
@@ -108,4 +86,5 @@ def test_dashboard_trace_price_and_wallet_credit(admin_world: AdminWorld, spawn:
     page.get_by_text("Transactions", exact=True).click()
     expect(page.get_by_text("browser test goodwill", exact=True).first).to_be_visible(timeout=WAIT)
     page.screenshot(path=str(shots / "4-wallet-credited.png"), full_page=True)
-    assert len(credits_of(w, w.b.id, 42_000_000)) == 1  # a double click credits once
+    credited = [e for e in ledger(w, w.b.id, "credit") if e["amount_micros"] == 42_000_000]
+    assert len(credited) == 1  # a double click credits once

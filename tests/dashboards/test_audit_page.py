@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import secrets
 
-import httpx
 from sqlalchemy import insert
 
 from deepspace_lab.audit.models import AuditLog
@@ -17,19 +16,8 @@ from deepspace_lab.db.base import utcnow
 from deepspace_lab.workflows.models import StepRun, WorkflowRun
 
 from ..admin.conftest import AdminWorld
-from .conftest import run, signed_in
+from .conftest import MODEL, run, signed_in, traced_chat
 from .test_components import until
-
-MODEL = "deepspace-simulated-chat"
-
-
-def traced_chat(w: AdminWorld, key: str) -> str:
-    trace = secrets.token_hex(16)
-    response = httpx.post(f"{w.gw.url}/deepspace/v1/chat/completions", timeout=30,
-                          headers={"Authorization": f"Bearer {key}", "traceparent": f"00-{trace}-{'1' * 16}-01"},
-                          json={"model": MODEL, "messages": [{"role": "user", "content": "hi [sim:tokens=3]"}]})
-    assert response.status_code == 200 and response.headers["X-Trace-Id"] == trace
-    return trace
 
 
 def test_a_requests_trace_is_a_timeline_and_the_log_finds_it(admin_world: AdminWorld) -> None:

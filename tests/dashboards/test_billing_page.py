@@ -21,10 +21,8 @@ from deepspace_lab.db.base import utcnow
 
 from ..admin.conftest import AdminWorld
 from ..helpers import Gateway
-from .conftest import key_client, run, signed_in
+from .conftest import MODEL, key_client, ledger, run, signed_in
 from .test_components import until
-
-MODEL = "deepspace-simulated-chat"
 
 
 @pytest.fixture
@@ -81,13 +79,6 @@ def test_amounts_are_read_exactly_or_refused_with_a_code() -> None:
         assert (refused.value.code, refused.value.param) == ("invalid_amount", "amount_micros")
 
 
-def _ledger(w: AdminWorld, org_id: str, kind: str) -> list[dict[str, Any]]:
-    answer = w.call("GET", "/deepspace/admin/api/transactions", key=w.platform.read_key,
-                    params={"org_id": org_id, "type": kind, "limit": "200"})
-    assert answer.status_code == 200, answer.text
-    return list(answer.json()["data"])
-
-
 def test_a_wallet_credit_clicked_twice_moves_money_once(admin_world: AdminWorld) -> None:
     w = admin_world
 
@@ -107,7 +98,7 @@ def test_a_wallet_credit_clicked_twice_moves_money_once(admin_world: AdminWorld)
             assert again["replayed"] is True and "Already done" in page.outcome.object
             form.fields["reason"].value = "goodwill, second time"  # a changed form is a new operation
             assert (await form.send())["replayed"] is False and "Done: credit of 12.5" in page.outcome.object
-            credits_ = [e for e in _ledger(w, w.a.id, "credit") if e["amount_micros"] == 12_500_000]
+            credits_ = [e for e in ledger(w, w.a.id, "credit") if e["amount_micros"] == 12_500_000]
             assert sorted(e["reason"] for e in credits_) == ["goodwill", "goodwill, second time"]
             row = page.wallets.table.value
             assert row[row["org_id"] == w.a.id].iloc[0]["balance (credits)"] == "1,000,025"  # the table reloaded
@@ -118,7 +109,7 @@ def test_a_wallet_credit_clicked_twice_moves_money_once(admin_world: AdminWorld)
             form.fields["amount_micros"].value = "1.2345678"
             assert await form.send() is None and form.last_error == ("invalid_amount", "amount_micros")
             assert form.field_errors["amount_micros"].visible
-            assert [e["amount_micros"] for e in _ledger(w, w.a.id, "debit")] == []  # refused: nothing moved
+            assert [e["amount_micros"] for e in ledger(w, w.a.id, "debit")] == []  # refused: nothing moved
 
     run(scenario)
 
