@@ -1,7 +1,7 @@
 """Plug-ins found through entry-point groups: one loader for every group whose entries are
-typed, named objects (job kinds ``deepspace_lab.job_kinds``, workflow step kinds
-``deepspace_lab.step_kinds``). Built-ins register in ``pyproject.toml`` the same way a third
-party's package does."""
+typed, named objects (pipeline steps ``deepspace_lab.pipeline_steps``, classes; job kinds
+``deepspace_lab.job_kinds``; workflow step kinds ``deepspace_lab.step_kinds``). Built-ins
+register in ``pyproject.toml`` the same way a third party's package does."""
 
 from __future__ import annotations
 
