@@ -90,7 +90,9 @@ class ChatController:
         health = await guarded(self.chat, self.client.health())
         self.chat.simulated = bool(health and health.get("upstream") == "simulated") or "simulated" in self.chat.model
         try:  # a key without the workflows scope simply has none to offer
-            self.chat.workflows = sorted({str(w["name"]) for w in await self.client.workflows()})
+            # the caller's project's only: the workflow step looks a name up there (not org-wide)
+            project_id = (await self.client.me())["project_id"]
+            self.chat.workflows = sorted({str(w["name"]) for w in await self.client.workflows(project_id=project_id)})
         except DeepSpaceClientError:
             self.chat.workflows = []
         if self.chat.workflow not in self.chat.workflows:

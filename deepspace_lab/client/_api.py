@@ -127,8 +127,8 @@ def save_workflow(source: str) -> Call:
     return Call("POST", WF, json={"source": source})
 
 
-def workflows() -> Call:
-    return Call("GET", WF)
+def workflows(project_id: str | None = None) -> Call:
+    return Call("GET", WF, params={"project_id": project_id})
 
 
 def workflow(workflow_id: str) -> Call:

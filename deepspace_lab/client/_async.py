@@ -238,8 +238,9 @@ class AsyncDeepSpaceClient(FileCalls[Awaitable[Any]], MoneyCalls[Awaitable[Any]]
         """Save a definition (YAML or JSON text) as a new workflow or the next version of its name."""
         return dict(await self._send(_api.save_workflow(source)))
 
-    async def workflows(self) -> list[dict[str, Any]]:
-        return list((await self._send(_api.workflows()))["data"])
+    async def workflows(self, *, project_id: str | None = None) -> list[dict[str, Any]]:
+        """The org's workflows, or one project's (``project_id``)."""
+        return list((await self._send(_api.workflows(project_id)))["data"])
 
     async def workflow(self, workflow_id: str) -> dict[str, Any]:
         """A workflow with its versions."""

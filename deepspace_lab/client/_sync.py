@@ -232,8 +232,9 @@ class DeepSpaceClient(FileCalls[Any], MoneyCalls[Any], ObserveCalls[Any], Accoun
         """Save a definition (YAML or JSON text) as a new workflow or the next version of its name."""
         return dict(self._send(_api.save_workflow(source)))
 
-    def workflows(self) -> list[dict[str, Any]]:
-        return list((self._send(_api.workflows()))["data"])
+    def workflows(self, *, project_id: str | None = None) -> list[dict[str, Any]]:
+        """The org's workflows, or one project's (``project_id``)."""
+        return list((self._send(_api.workflows(project_id)))["data"])
 
     def workflow(self, workflow_id: str) -> dict[str, Any]:
         """A workflow with its versions."""

@@ -139,6 +139,25 @@ def test_the_steps_table_colours_states_and_escapes_what_a_step_reports() -> Non
     assert "<td style='padding: 2px 8px'>1.5</td>" in html  # seconds
 
 
+def other_project_key(flows: Flows, *scopes: str) -> str:
+    """A key of the tenant's user in a second project of the tenant's org."""
+    from deepspace_lab.auth import create_api_key, create_project
+    from deepspace_lab.db import make_sessionmaker
+
+    from ..helpers import TEST_SECRET
+
+    async def make(engine: Any) -> str:
+        t = flows.gw.tenant
+        async with make_sessionmaker(engine)() as session:
+            project = await create_project(session, org_id=t.org_id, name="elsewhere")
+            _, plaintext = await create_api_key(session, secret_key=TEST_SECRET, org_id=t.org_id,
+                                                project_id=project.id, user_id=t.user_id, scopes=scopes)
+            await session.commit()
+        return plaintext
+
+    return flows.call(make)
+
+
 def test_the_chat_view_runs_a_chosen_workflow_on_the_message(flows: Flows, worker: Any) -> None:
     """The chat's workflow picker lists the project's workflows; with one chosen, a message starts
     it (its `message` input is what was typed), the run's progress shows as the reply's steps and
@@ -147,10 +166,15 @@ def test_the_chat_view_runs_a_chosen_workflow_on_the_message(flows: Flows, worke
     from .test_workbench import bench
 
     key = flows.api_key("chat", "workflows")
+    other_key = other_project_key(flows, "workflows")
 
     async def scenario() -> None:
         wb = bench(flows.gw, key)
         await wb.connection.client.save_workflow(ASK_SOURCE)
+        # another project of the same org: its workflows are not the caller's to pick (the step 404s them)
+        other = AsyncDeepSpaceClient(base_url=flows.gw.url, api_key=other_key)
+        await other.save_workflow(ASK_SOURCE.replace("name: ask-flow", "name: elsewhere-flow"))
+        assert {w["name"] for w in await wb.connection.client.workflows()} == {"ask-flow", "elsewhere-flow"}
         await wb.load()
         chat, view = wb.chat_store, wb.chat_view
         assert chat.workflows == ["ask-flow"] and view.workflow.value == ""
