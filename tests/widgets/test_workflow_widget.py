@@ -91,7 +91,8 @@ def test_browse_start_follow_and_download_the_artifact(flows: Flows, worker: Any
     asyncio.run(scenario())
 
 
-def test_cancel_resume_fork_and_history(flows: Flows, start_worker: Any, tmp_path: Path) -> None:
+def test_cancel_resume_fork_and_history(flows: Flows, start_worker: Any, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     key = flows.api_key("chat", "workflows")
 
     async def scenario() -> None:
@@ -120,10 +121,12 @@ def test_cancel_resume_fork_and_history(flows: Flows, start_worker: Any, tmp_pat
         wf.run_choice.value = run_id  # back to the first run, from the history
         await until(lambda: store.run.get("id") == run_id)
         assert store.run["state"] == "succeeded" and wf.fork_step.options == ("plan", "check")
-        version = store.version
+        version, selected = store.version, []
+        select_version = wf.controller.select_version
+        monkeypatch.setattr(wf.controller, "select_version", lambda v: selected.append(v) or select_version(v))
         wf.version.value = None  # nothing chosen: nothing happens
         await until(lambda: not views._TASKS)  # whatever the change started has finished
-        assert store.error == {} and store.version == version
+        assert selected == [] and store.error == {} and store.version == version
 
     asyncio.run(scenario())
 
