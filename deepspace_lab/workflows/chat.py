@@ -40,7 +40,6 @@ from ..pipeline.context import Next, RequestContext
 from ..pipeline.steps import BaseStep
 from ..upstream.sse import sse_event
 from . import engine, service
-from .definitions import check_inputs
 from .errors import WorkflowDefinitionError, WorkflowNotFoundError, WorkflowRunStateError
 from .models import RUN_ACTIVE
 
@@ -78,16 +77,15 @@ class WorkflowChatStep(BaseStep):
         given = dict(ref.get("inputs") or {})
         if "message" in (version["definition"].get("inputs") or {}) and "message" not in given:
             given["message"] = chat.last_user_text()  # the chat's words are the run's `message`
-        try:
-            inputs = check_inputs(version["definition"], given)
+        queue = services.job_queue()
+        try:  # start_run checks the inputs first, before it writes anything
+            run = await engine.start_run(
+                services.engine, queue, services.settings, org_id=principal.org_id,
+                project_id=workflow["project_id"], user_id=str(principal.user_id), definition=version["definition"],
+                inputs=given, trace_id=ctx.trace_id, created_by=principal.actor, workflow_id=workflow["id"],
+                version_id=version["id"])
         except WorkflowDefinitionError as exc:
             raise InvalidRequest(str(exc), code="invalid_workflow_inputs", param=f"workflow.{exc.field}") from None
-        queue = services.job_queue()
-        run = await engine.start_run(
-            services.engine, queue, services.settings, org_id=principal.org_id,
-            project_id=workflow["project_id"], user_id=str(principal.user_id), definition=version["definition"],
-            inputs=inputs, trace_id=ctx.trace_id, created_by=principal.actor, workflow_id=workflow["id"],
-            version_id=version["id"])
         ctx.detail.update(workflow_id=workflow["id"], workflow_version=version["version"], workflow_run_id=run["id"])
         await settle(services, ctx, UsageOutcome(measured="none"))  # the run's calls bill themselves
         await self._relay(ctx, queue, run["id"], principal.org_id)
