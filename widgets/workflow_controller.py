@@ -24,6 +24,8 @@ from .controllers import Connection, guarded
 from .stores import WorkflowStore
 
 ACTIVE = ("running", "cancelling")
+#: events asked for per page; a shorter page is the last
+EVENTS_PAGE = 200
 
 
 class WorkflowController:
@@ -154,11 +156,13 @@ class WorkflowController:
         run = await guarded(self.store, self.client.workflow_run(run_id))
         new, after = [], self._after
         while run is not None:  # every page of new events
-            page = await guarded(self.store, self.client.workflow_events(run_id, after=after))
-            if not page or not page["data"]:
+            page = await guarded(self.store, self.client.workflow_events(run_id, after=after, limit=EVENTS_PAGE))
+            if not page:
                 break
             new += page["data"]
-            after = int(page["next_after"])
+            last, after = after, int(page["next_after"])
+            if len(page["data"]) < EVENTS_PAGE or after == last:  # the last page: no request for an empty one
+                break
         if run is None or run_id != self.store.run_id:  # failed, or another run was opened meanwhile
             return
         with self.store.hold_trait_notifications():

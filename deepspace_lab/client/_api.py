@@ -156,5 +156,5 @@ def workflow_run(run_id: str, action: str | None = None, body: dict[str, Any] | 
     return Call("POST", f"{RUNS}/{run_id}/{action}", json=body)
 
 
-def workflow_events(run_id: str, *, after: int) -> Call:
-    return Call("GET", f"{RUNS}/{run_id}/events", params={"after": after})
+def workflow_events(run_id: str, *, after: int, limit: int | None = None) -> Call:
+    return Call("GET", f"{RUNS}/{run_id}/events", params={"after": after, "limit": limit})

@@ -269,9 +269,10 @@ class DeepSpaceClient(FileCalls[Any], MoneyCalls[Any], ObserveCalls[Any], Accoun
         """A new run from ``from_step`` with edited inputs; the steps before it are reused."""
         return dict(self._send(_api.workflow_run(run_id, "fork", {"from": from_step, "inputs": inputs or {}})))
 
-    def workflow_events(self, run_id: str, *, after: int = 0) -> dict[str, Any]:
-        """The run's events after event id ``after`` (``next_after`` continues)."""
-        return dict(self._send(_api.workflow_events(run_id, after=after)))
+    def workflow_events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> dict[str, Any]:
+        """The run's events after event id ``after``, at most ``limit`` (1-1000; default 200) of
+        them (``next_after`` continues)."""
+        return dict(self._send(_api.workflow_events(run_id, after=after, limit=limit)))
 
     def ready(self) -> dict[str, Any]:
         """Readiness (database, Redis, upstream; ``upstream_simulated``); 503 raises."""

@@ -221,3 +221,32 @@ def test_an_artifact_is_saved_as_it_arrives_and_a_failed_download_leaves_no_file
         asyncio.run(_save(pieces(fail=True), target))
     assert list(target.parent.iterdir()) == []  # neither the file nor its .part
     assert asyncio.run(_save(pieces(fail=False), target)) == target and target.read_bytes() == b"first second"
+
+
+def test_a_poll_reads_full_pages_of_events_and_stops_at_a_short_one() -> None:
+    """Every new event is read, a page at a time; a page shorter than asked for is the last (no
+    request for an empty page after it)."""
+    from deepspace_lab.widgets.controllers import Connection
+    from deepspace_lab.widgets.stores import WorkflowStore
+    from deepspace_lab.widgets.workflow_controller import EVENTS_PAGE, WorkflowController
+
+    class Client:
+        def __init__(self, events: int) -> None:
+            self.events, self.asked = events, []
+
+        async def workflow_run(self, run_id: str) -> dict[str, Any]:
+            return {"id": run_id, "state": "running", "steps": []}
+
+        async def workflow_events(self, run_id: str, *, after: int, limit: int) -> dict[str, Any]:
+            self.asked.append((after, limit))
+            data = [{"id": i, "event": "step.progress"} for i in range(after + 1, min(after + limit, self.events) + 1)]
+            return {"object": "list", "data": data, "next_after": data[-1]["id"] if data else after}
+
+    for events, asked in ((3, [0]), (EVENTS_PAGE + 1, [0, EVENTS_PAGE]), (EVENTS_PAGE, [0, EVENTS_PAGE])):
+        client = Client(events)
+        store = WorkflowStore()
+        store.run_id = "wfr_1"
+        controller = WorkflowController(Connection(client), store)  # type: ignore[arg-type]
+        asyncio.run(controller._poll("wfr_1"))
+        assert client.asked == [(after, EVENTS_PAGE) for after in asked]
+        assert [e["id"] for e in store.events] == list(range(1, events + 1))[-WorkflowStore.MAX_EVENTS:]
