@@ -39,8 +39,6 @@ class WorkflowController:
         #: one read of the open run at a time: the follower's and an action's would interleave
         #: (a stale state written last, events twice)
         self._reading = asyncio.Lock()
-        #: store updates made while following (one per poll), for tests and tuning
-        self.polls = 0
 
     @property
     def client(self) -> AsyncDeepSpaceClient:
@@ -170,7 +168,6 @@ class WorkflowController:
                 self.store.events = [*self.store.events, *new][-WorkflowStore.MAX_EVENTS:]
                 self._after = after
             self.store.run = run
-        self.polls += 1
         await self._name_artifacts(run)
 
     async def _name_artifacts(self, run: dict[str, Any]) -> None:
