@@ -19,7 +19,7 @@ from ..db.paging import check_limit, encode_cursor, newest_first
 from ..errors import InvalidRequest
 from .definitions import parse_definition
 from .engine import load_run, load_steps
-from .errors import WorkflowNotFoundError
+from .errors import WorkflowNotFoundError, WorkflowRunNotFoundError
 from .models import RUN_ACTIVE, RUN_STATES, StepRun, Workflow, WorkflowEvent, WorkflowRun, WorkflowVersion
 
 W, V = cast(Table, Workflow.__table__), cast(Table, WorkflowVersion.__table__)
@@ -173,6 +173,14 @@ async def run_events(db: Db, *, org_id: str, run_id: str, after: int = 0, limit:
     return await _events_after(db, org_id=org_id, run_id=run_id, after=after, limit=limit)
 
 
+async def _run_state(db: Db, *, org_id: str, run_id: str) -> str:
+    """The run's state alone (a follower reads it every poll); as :func:`load_run`, not found raises."""
+    state = (await db.execute(select(R.c.state).where(R.c.id == run_id, R.c.org_id == org_id))).scalar_one_or_none()
+    if state is None:
+        raise WorkflowRunNotFoundError(f"no workflow run {run_id!r}", param="run_id")
+    return str(state)
+
+
 async def follow_run(engine: AsyncEngine, *, org_id: str, run_id: str, after: int = 0,
                      poll_s: float = 0.25) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
     """The run's events as they are recorded, in batches (oldest first, possibly empty) each with
@@ -184,7 +192,7 @@ async def follow_run(engine: AsyncEngine, *, org_id: str, run_id: str, after: in
     a run ending in between ended the loop with its last events unsent)."""
     while True:
         async with engine.connect() as conn:
-            state = (await load_run(conn, run_id, org_id=org_id))["state"]
+            state = await _run_state(conn, org_id=org_id, run_id=run_id)
             events = await _events_after(conn, org_id=org_id, run_id=run_id, after=after)
         if events:
             after = events[-1]["id"]

@@ -92,3 +92,20 @@ def test_a_run_past_its_time_limit_fails(flows: Flows, start_worker: Any) -> Non
     run = flows.start(SOURCE.replace("Write about", "[sim:delay_ms=1500] Write about"), {"topic": "x"})
     failed = flows.wait(run["id"], "failed")
     assert failed["error_code"] in ("run_time_exceeded", "step_timeout"), failed
+
+
+def test_following_a_run_of_another_org_or_none_is_not_found(flows: Flows) -> None:
+    from deepspace_lab.workflows import service
+    from deepspace_lab.workflows.errors import WorkflowRunNotFoundError
+
+    run = flows.start(SOURCE, {"topic": "x"})
+
+    async def follow(engine: Any) -> None:
+        for org_id, run_id in ((flows.gw.tenant.org_id, "wfr_none"), ("org_other", run["id"])):
+            with pytest.raises(WorkflowRunNotFoundError):
+                async for _ in service.follow_run(engine, org_id=org_id, run_id=run_id):
+                    pass
+        events, state = await anext(service.follow_run(engine, org_id=flows.gw.tenant.org_id, run_id=run["id"]))
+        assert state == "running" and events[0]["event"] == "run.started"
+
+    flows.call(follow)
