@@ -137,12 +137,19 @@ class Rendering:
     def _render(self) -> None:
         raise NotImplementedError
 
+    def _user(self, act: Callable[[Any], object]) -> Callable[[dict[str, Any]], None]:
+        """An observer that gives ``act`` a value the user chose; one :meth:`render` set, or none
+        (``None``), does not reach it."""
+        def changed(change: dict[str, Any]) -> None:
+            if not self._rendering and change["new"] is not None:
+                act(change["new"])
+        return changed
+
 
 class ChatView(Rendering, w.VBox):  # type: ignore[misc]
     def __init__(self, chat: ChatStore, billing: BillingStore, controller: ChatController,
                  stream: ChatStreamController, *, text: Text) -> None:
         self.chat, self.billing, self.controller, self.stream, self.text = chat, billing, controller, stream, text
-        self._rendering = False
         t = text
         wide = {"description_width": "initial"}
         self.simulated = w.HTML()
@@ -200,10 +207,7 @@ class ChatView(Rendering, w.VBox):  # type: ignore[misc]
 
     def _user_set(self, name: str) -> Callable[[dict[str, Any]], None]:
         """A setting the user changed goes to the store; a change made by :meth:`render` does not."""
-        def set_value(change: dict[str, Any]) -> None:
-            if not self._rendering and change["new"] is not None:
-                setattr(self.chat, name, change["new"])
-        return set_value
+        return self._user(lambda value: setattr(self.chat, name, value))
 
     def _switched(self, change: dict[str, Any]) -> None:
         if self._rendering:

@@ -164,13 +164,6 @@ class WorkflowView(Rendering, w.VBox):  # type: ignore[misc]
                                           "events", "artifacts", "following", "error"])
         store.observe(self._build_inputs, names=["definition"])
 
-    def _user(self, act: Any) -> Any:
-        """A choice the user made goes to the controller; one :meth:`render` made does not."""
-        def changed(change: dict[str, Any]) -> None:
-            if not self._rendering and change["new"] is not None:
-                act(change["new"])
-        return changed
-
     def input_values(self) -> dict[str, str]:
         """The inputs typed in (empty fields are left to their defaults)."""
         return {name: field.value for name, field in self.fields.items() if field.value.strip()}
