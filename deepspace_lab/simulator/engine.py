@@ -221,16 +221,16 @@ def plan_reply(
     The reply is ``directives.tokens`` tokens long (the ``[simulated]`` marker counts as
     one), cut to ``max_tokens`` with finish reason ``"length"`` when that is smaller.
     ``directives.finish`` overrides the finish reason. With ``directives.params`` the first
-    words are the request's ``sampling`` parameters as ``name=value`` (those it set, in
-    :data:`SAMPLING_PARAMS` order), so a test sees what reached the model.
+    words are the request's ``sampling`` parameters as ``name=value`` in the order given (the
+    caller picks them, in :data:`SAMPLING_PARAMS` order, from what the request set), so a test
+    sees what reached the model.
     """
     wanted = directives.tokens
     finish_reason = "stop"
     if max_tokens is not None and max_tokens < wanted:
         wanted, finish_reason = max_tokens, "length"
     code = list(SIMULATED_CODE_LINES) if directives.code else []
-    said = [f" {name}={json.dumps((sampling or {})[name])}" for name in SAMPLING_PARAMS
-            if directives.params and name in (sampling or {})]
+    said = [f" {name}={json.dumps(value)}" for name, value in (sampling or {}).items()] if directives.params else []
     words = _words(_seed(model, messages), max(wanted - 1 - len(said) - len(code), 0))
     tokens = (([SIMULATED_MARKER] if wanted > 0 else []) + said + [f" {word}" for word in words] + code)[:wanted]
     return Reply(
