@@ -105,7 +105,11 @@ def test_following_a_run_of_another_org_or_none_is_not_found(flows: Flows) -> No
             with pytest.raises(WorkflowRunNotFoundError):
                 async for _ in service.follow_run(engine, org_id=org_id, run_id=run_id):
                     pass
-        events, state = await anext(service.follow_run(engine, org_id=flows.gw.tenant.org_id, run_id=run["id"]))
+        following = service.follow_run(engine, org_id=flows.gw.tenant.org_id, run_id=run["id"])
+        try:
+            events, state = await anext(following)
+        finally:
+            await following.aclose()
         assert state == "running" and events[0]["event"] == "run.started"
 
     flows.call(follow)
